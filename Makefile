@@ -1,0 +1,59 @@
+# canarylab: the two commands are `make demo` and `make test`; everything else
+# is what they call. All Python work happens in $(VENV).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Debian packages (by command name) that `make` installs where missing.
+SYSTEM_PACKAGES :=
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint format unit integration venv system-deps sandbox-up sandbox-down clean
+
+help:
+	@echo "make demo   - bring the sandbox up and run the main job (see README)"
+	@echo "make test   - install what the tests need, lint, type-check and run all tests"
+	@echo "make lint   - ruff, ruff format --check, mypy, import-linter"
+	@echo "make unit   - fast tests of pure logic only"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+system-deps:
+	@scripts/system-deps.sh $(SYSTEM_PACKAGES)
+
+lint: venv
+	$(BIN)/ruff check canarylab tests benchmarks
+	$(BIN)/ruff format --check canarylab tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff format canarylab tests benchmarks
+	$(BIN)/ruff check --fix canarylab tests benchmarks
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv system-deps
+	$(BIN)/pytest tests/integration
+
+test: venv system-deps lint
+	$(BIN)/pytest
+
+demo: venv system-deps
+	$(BIN)/canarylab demo
+
+sandbox-up: venv system-deps
+	$(BIN)/canarylab sandbox up
+
+sandbox-down: venv
+	$(BIN)/canarylab sandbox down
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

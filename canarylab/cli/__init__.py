@@ -1,0 +1,42 @@
+"""The ``canarylab`` command.
+
+Each command group lives in its own module and imports its heavy dependencies
+lazily, so ``canarylab --help`` stays fast and a broken optional dependency
+breaks only the command that needs it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from canarylab import __version__
+from canarylab.cli.sandbox import sandbox
+from canarylab.errors import CanarylabError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="canarylab")
+def cli() -> None:
+    """Canary rollouts on Kubernetes, from Jupyter, the CLI or a runbook."""
+
+
+cli.add_command(sandbox)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning canarylab's own errors into a message."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except CanarylabError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)
