@@ -55,7 +55,9 @@ def resolve(kubeconfig: str | Path | None = None, context: str | None = None) ->
     )
 
 
-def api_client(kubeconfig: str | Path | None = None, context: str | None = None) -> client.ApiClient:
+def api_client(
+    kubeconfig: str | Path | None = None, context: str | None = None
+) -> client.ApiClient:
     """A ``kubernetes.client.ApiClient`` for the resolved target."""
     target = resolve(kubeconfig, context)
     return config.new_client_from_config(config_file=str(target.kubeconfig), context=target.context)

@@ -12,6 +12,7 @@ import sys
 import click
 
 from canarylab import __version__
+from canarylab.cli.demo import demo
 from canarylab.cli.sandbox import sandbox
 from canarylab.errors import CanarylabError
 
@@ -23,6 +24,7 @@ def cli() -> None:
 
 
 cli.add_command(sandbox)
+cli.add_command(demo)
 
 
 def main() -> None:
