@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # Debian packages (by command name) that `make` installs where missing.
-SYSTEM_PACKAGES :=
+SYSTEM_PACKAGES := haproxy wrk
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test lint format unit integration venv system-deps sandbox-up sandbox-down clean
