@@ -1,0 +1,102 @@
+"""Reading a record back into DataFrames (``canarylab.record.load``).
+
+Tolerates what a crash leaves behind: a half-written last line of ``events.jsonl``
+and ``*.tmp`` parts are skipped, never an error. Never writes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from canarylab.errors import CanarylabError
+
+SAMPLE_COLUMNS = (
+    "second",
+    "version",
+    "requests",
+    "ok",
+    "http_errors",
+    "timeouts",
+    "conn_errors",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+)
+REQUEST_COLUMNS = ("t", "version", "status", "latency_ms", "error")
+
+
+class RecordError(CanarylabError):
+    """A path is not a canarylab record."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A loaded record: metadata plus one DataFrame per stream."""
+
+    path: Path
+    metadata: dict[str, Any]
+    events: pd.DataFrame
+    samples: pd.DataFrame
+    requests: pd.DataFrame = field(repr=False)
+
+    def events_of(self, kind: str) -> pd.DataFrame:
+        """The events of one kind (``action``, ``phase``, ``weight``, ``k8s-event``, ...)."""
+        return self.events[self.events["kind"] == kind].reset_index(drop=True)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """``requests`` and ``failed`` over the whole record."""
+        s = self.samples
+        failed = sum(int(s[c].sum()) for c in ("http_errors", "timeouts", "conn_errors"))
+        return {"requests": int(s["requests"].sum()), "failed": failed}
+
+
+def load(path: str | Path) -> Record:
+    """Load the record in directory ``path``."""
+    root = Path(path)
+    meta_file = root / "metadata.json"
+    if not meta_file.is_file():
+        raise RecordError(
+            f"{root} is not a canarylab record (no metadata.json); "
+            "pass the directory a runbook or Recorder wrote"
+        )
+    metadata = json.loads(meta_file.read_text())
+    return Record(
+        path=root,
+        metadata=metadata,
+        events=_events(root / "events.jsonl"),
+        samples=_parts(root / "samples", SAMPLE_COLUMNS, "second"),
+        requests=_parts(root / "requests", REQUEST_COLUMNS, "t"),
+    )
+
+
+def _events(file: Path) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    if file.exists():
+        for line in file.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # the line a crash cut short
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["t", "kind"])
+    frame["t"] = pd.to_datetime(frame["t"], utc=True, format="ISO8601")
+    return frame.sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def _parts(folder: Path, columns: tuple[str, ...], time_column: str) -> pd.DataFrame:
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    frames = [pd.read_parquet(f, engine="pyarrow") for f in files]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        empty = pd.DataFrame({c: [] for c in columns})
+        empty[time_column] = pd.to_datetime(empty[time_column], utc=True)
+        return empty
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(time_column, kind="stable").reset_index(drop=True)
