@@ -97,6 +97,7 @@ class Recorder:
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Append one event (``t`` and ``kind`` first) and flush it to disk."""
+        fields.setdefault("message", kind)
         record = {"t": fields.pop("t", None) or now(), "kind": kind, **fields}
         line = json.dumps(_plain(record), default=_json_default, allow_nan=False)
         with self._lock:
@@ -106,6 +107,7 @@ class Recorder:
 
     def action(self, what: str, result: str, who: str | None = None, **details: Any) -> None:
         """An operator action: who did what, and what came of it."""
+        details.setdefault("message", f"{what}: {result}")
         self.event("action", who=who or self.actor, what=what, result=result, **details)
 
     # -- samples ------------------------------------------------------------------
