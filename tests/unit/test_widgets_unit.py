@@ -1,0 +1,149 @@
+"""The control panel and the live chart's window with a fake rollout (pure logic only).
+
+The same behaviour against the real sandbox is in tests/integration/test_widgets.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from canarylab.widgets import ControlPanel, LiveChart, LiveWindow
+from canarylab.widgets.panel import describe, status_line
+
+
+@dataclass
+class FakeRollout:
+    weight: int | None = None
+    fail: str | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def status(self) -> dict[str, Any] | None:
+        if self.weight is None:
+            return None
+        return {
+            "phase": "Progressing",
+            "desired_weight": self.weight,
+            "applied_weight": self.weight,
+        }
+
+    def _maybe_fail(self, what: str) -> None:
+        self.calls.append(what)
+        if self.fail == what:
+            raise RuntimeError(f"admission webhook denied {what}")
+
+    def create_canary(self, **kwargs: Any) -> None:
+        self._maybe_fail("create")
+        self.weight = kwargs.get("weight", 0)
+
+    def set_weight(self, weight: int) -> None:
+        self._maybe_fail("weight")
+        self.weight = weight
+
+    def replace(self) -> None:
+        self._maybe_fail("replace")
+
+    def abort(self) -> None:
+        self._maybe_fail("abort")
+        self.weight = None
+
+    def delete(self) -> None:
+        self._maybe_fail("delete")
+        self.weight = None
+
+
+def test_slider_release_sends_one_patch() -> None:
+    fake = FakeRollout()
+    panel = ControlPanel(fake, create={"version": "v2"})
+    assert panel.slider.continuous_update is False
+    assert panel.slider.disabled  # nothing to weigh before create
+    panel.buttons["create"].click()
+    assert fake.weight == 0
+    panel.slider.value = 30
+    assert fake.calls == ["create", "weight"]
+    assert fake.weight == 30
+    assert "desired 30%" in panel.status_html.value
+
+
+def test_refused_patch_shows_the_error_and_restores_the_slider() -> None:
+    fake = FakeRollout(weight=10, fail="weight")
+    panel = ControlPanel(fake)
+    assert panel.slider.value == 10
+    panel.slider.value = 60
+    assert fake.weight == 10
+    assert panel.slider.value == 10
+    assert "admission webhook denied weight" in panel.error_html.value
+    assert not any(b.disabled for b in panel.buttons.values())
+
+
+def test_delete_clears_the_panel() -> None:
+    fake = FakeRollout(weight=40)
+    panel = ControlPanel(fake)
+    panel.buttons["delete"].click()
+    assert panel.slider.value == 0
+    assert panel.slider.disabled
+    assert "no canary" in panel.status_html.value
+
+
+def test_status_line_reads_dataclasses_and_mappings() -> None:
+    @dataclass(frozen=True)
+    class Snap:
+        phase: str
+        desired_weight: int
+        applied_weight: int
+        ready_replicas: int
+        replicas: int
+
+    line = status_line(describe(Snap("Progressing", 25, 5, 1, 2), "Scaled up canary"))
+    assert line == (
+        "phase Progressing · weight desired 25%, applied 5% · ready 1/2 · last event: Scaled up canary"
+    )
+
+
+def _rows(second: pd.Timestamp, canary: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "second": second,
+            "version": v,
+            "requests": n,
+            "ok": n,
+            "http_errors": 0,
+            "timeouts": 0,
+            "conn_errors": 0,
+            "p50_ms": 1.0,
+            "p95_ms": 2.0,
+            "p99_ms": 3.0,
+        }
+        for v, n in (("v1", 100 - canary), ("v2", canary))
+    ]
+
+
+def test_window_is_bounded() -> None:
+    window = LiveWindow(window_s=60)
+    t0 = pd.Timestamp("2026-11-27T12:00:00Z")
+    for i in range(400):
+        window.push_samples(_rows(t0 + pd.Timedelta(seconds=i), 10))
+    samples, _ = window.snapshot()
+    assert samples["second"].nunique() <= 61
+    assert window.pushed == 800
+
+
+def test_window_rejects_foreign_rows() -> None:
+    with pytest.raises(ValueError, match="p99_ms"):
+        LiveWindow().push_samples({"second": pd.Timestamp.now(tz="UTC"), "version": "v1"})
+
+
+def test_chart_draws_share_per_version() -> None:
+    chart = LiveChart(window_s=30)
+    t0 = pd.Timestamp("2026-11-27T12:00:00Z")
+    for i in range(10):
+        chart.window.push_samples(_rows(t0 + pd.Timedelta(seconds=i), 25))
+    chart.window.push_weight(t0, 25, 25)
+    chart.refresh()
+    assert chart.versions == ["v1", "v2"]
+    assert chart.points("v2") == 10
+    share = chart.figure.data[chart._traces_for("v2")[0]].y
+    assert all(abs(s - 25) < 1e-9 for s in share)
