@@ -1,0 +1,462 @@
+"""``Rollout``: the primitives an SRE drives a canary with, over one CanaryDeployment.
+
+Each method states the outcome it wants (a canary of this version, this weight, gone)
+and is idempotent: calling it again after an interruption finds the resource's status
+and carries on, never creating a duplicate. Every action goes to the recorder (who,
+when, what, the result); while waiting, phase and weight changes and the resource's
+Kubernetes Events are recorded too.
+
+This module talks to the cluster only through the ``ApiClient`` that
+``canarylab.kube`` builds (or one injected); it must never decide a gate or run traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from canarylab.errors import CanarylabError
+from canarylab.rollout import status as st
+from canarylab.rollout.status import RolloutStatus
+
+
+class RolloutError(CanarylabError):
+    """A rollout action could not be done; the message says what to do."""
+
+
+class RecorderLike(Protocol):
+    """What a Rollout needs from ``canarylab.record.Recorder``."""
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]: ...
+
+    def action(self, what: str, result: str, who: str | None = None, **details: Any) -> None: ...
+
+
+class _NoRecorder:
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return {}
+
+    def action(self, what: str, result: str, who: str | None = None, **details: Any) -> None:
+        return None
+
+
+class Rollout:
+    """One parent Deployment's canary, as a ``CanaryDeployment`` named ``name`` (default: the parent's name).
+
+    ``kube`` is an ``ApiClient``, a kubeconfig path, or None for the current kubeconfig
+    or the running sandbox (``canarylab.kube.resolve``).
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        parent: str,
+        *,
+        name: str | None = None,
+        kube: Any = None,
+        recorder: RecorderLike | None = None,
+        poll_s: float = 0.2,
+        controller_hint: str = "is the controller running? start it with `canarylab controller`",
+    ) -> None:
+        from kubernetes import client
+
+        if kube is None or isinstance(kube, str | Path):
+            from canarylab.kube import api_client
+
+            kube = api_client(kube)
+        self.namespace = namespace
+        self.parent = parent
+        self.name = name or parent
+        self.api = kube
+        self.custom = client.CustomObjectsApi(kube)
+        self.apps = client.AppsV1Api(kube)
+        self.core = client.CoreV1Api(kube)
+        self.recorder: RecorderLike = recorder or _NoRecorder()
+        self.poll_s = poll_s
+        self.controller_hint = controller_hint
+        self._last_seen: tuple[Any, ...] | None = None
+        self._seen_events: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"Rollout({self.namespace}/{self.name}, parent={self.parent})"
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self) -> dict[str, Any] | None:
+        """The CanaryDeployment as a dict, or None when it does not exist."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.custom.get_namespaced_custom_object(
+                st.GROUP, st.VERSION, self.namespace, st.PLURAL, self.name
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise self._api_error("read", err) from None
+
+    def status(self) -> RolloutStatus:
+        """A typed snapshot: phase, desired and applied weight, ready replicas, conditions."""
+        obj = self.get()
+        snap = st.absent(self.name) if obj is None else st.parse(obj)
+        self._observe(snap)
+        return snap
+
+    def parent_deployment(self) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            dep = self.apps.read_namespaced_deployment(self.parent, self.namespace)
+        except ApiException as err:
+            if err.status == 404:
+                raise RolloutError(
+                    f"parent Deployment {self.namespace}/{self.parent} does not exist; "
+                    "check the namespace and parent name"
+                ) from None
+            raise self._api_error("read the parent of", err) from None
+        return self.api.sanitize_for_serialization(dep)
+
+    def parent_image(self) -> str:
+        containers = self.parent_deployment()["spec"]["template"]["spec"]["containers"]
+        return str(containers[0].get("image", ""))
+
+    # -- actions ------------------------------------------------------------------
+
+    def create_canary(
+        self,
+        *,
+        version: str,
+        image: str | None = None,
+        template: Mapping[str, Any] | None = None,
+        replicas: int = 1,
+        weight: int = 0,
+        env: Mapping[str, str] | None = None,
+        router: str = "apisix",
+        route: str | None = None,
+        rules: list[Any] | None = None,
+        port: int | str | None = None,
+    ) -> RolloutStatus:
+        """Create the CanaryDeployment; a no-op when one with this version already exists.
+
+        Give ``image`` (the parent's pod template with its first container's image
+        replaced, plus ``env``) or a whole pod ``template``. ``router`` is ``apisix``
+        (an ``ApisixRoute``) or ``gatewayAPI`` (an ``HTTPRoute``); ``route`` defaults to
+        the parent's name.
+        """
+        _check_weight(weight)
+        if (image is None) == (template is None):
+            raise RolloutError("create_canary needs exactly one of image= or template=")
+        if replicas < 0:
+            raise RolloutError(f"replicas must be ≥ 0, got {replicas}")
+        current = self.status()
+        if current.exists:
+            if current.version != version:
+                raise RolloutError(
+                    f"CanaryDeployment {self.namespace}/{self.name} already rolls out version "
+                    f"{current.version!r} (phase {current.phase or 'unknown'}); abort or delete "
+                    f"it (`canarylab abort {self.name} -n {self.namespace}`) before "
+                    f"creating version {version!r}"
+                )
+            self.recorder.action("create_canary", "unchanged", version=version, phase=current.phase)
+            return current
+        if template is None:
+            template = self._template_from_parent(str(image), env or {})
+        body = {
+            "apiVersion": f"{st.GROUP}/{st.VERSION}",
+            "kind": st.KIND,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "parentDeployment": self.parent,
+                "version": version,
+                "replicas": replicas,
+                "weight": weight,
+                "template": dict(template),
+                "trafficRouter": _router(router, route or self.parent, rules, port),
+            },
+        }
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.custom.create_namespaced_custom_object(
+                st.GROUP, st.VERSION, self.namespace, st.PLURAL, body
+            )
+        except ApiException as err:
+            if err.status == 409:  # created meanwhile (a parallel re-run): same checks
+                return self.create_canary(
+                    version=version,
+                    template=template,
+                    replicas=replicas,
+                    weight=weight,
+                    router=router,
+                    route=route,
+                    rules=rules,
+                    port=port,
+                )
+            self.recorder.action("create_canary", f"error: {_reason(err)}", version=version)
+            raise self._api_error("create", err) from None
+        self.recorder.action(
+            "create_canary",
+            "created",
+            version=version,
+            image=image,
+            replicas=replicas,
+            weight=weight,
+        )
+        return self.status()
+
+    def set_weight(self, weight: int, *, wait: bool = True, timeout: float = 60) -> RolloutStatus:
+        """Ask for ``weight`` percent of traffic on the canary; by default wait until applied."""
+        _check_weight(weight)
+        current = self.status()
+        if not current.exists:
+            raise RolloutError(
+                f"no CanaryDeployment {self.namespace}/{self.name}: create the canary first"
+            )
+        if current.desired_weight == weight:
+            self.recorder.action("set_weight", "unchanged", weight=weight)
+        else:
+            self._patch({"spec": {"weight": weight}}, "set_weight", weight=weight)
+            self.recorder.action(
+                "set_weight", "requested", weight=weight, previous=current.desired_weight
+            )
+        if not wait:
+            return self.status()
+        return self._until(
+            lambda s: s.weight_applied, timeout, f"the route to carry weight {weight}"
+        )
+
+    def wait_ready(self, timeout: float = 60) -> RolloutStatus:
+        """Wait until every canary replica is ready."""
+        return self._until(lambda s: s.ready and s.observed, timeout, "the canary pods to be ready")
+
+    def wait(self, phase: str | Iterable[str], timeout: float = 60) -> RolloutStatus:
+        """Wait until the resource's phase is ``phase`` (or one of several)."""
+        phases = {phase} if isinstance(phase, str) else set(phase)
+        return self._until(
+            lambda s: s.phase in phases and s.observed,
+            timeout,
+            f"phase {' or '.join(sorted(phases))}",
+        )
+
+    def replace(self, *, wait: bool = True, timeout: float = 180) -> RolloutStatus:
+        """Promote the canary into the parent; by default wait for phase ``Replaced``."""
+        current = self.status()
+        if not current.exists:
+            raise RolloutError(
+                f"no CanaryDeployment {self.namespace}/{self.name} to replace with: "
+                "create the canary first"
+            )
+        if current.replace:
+            self.recorder.action("replace", "unchanged", phase=current.phase)
+        else:
+            self._patch({"spec": {"replace": True}}, "replace")
+            self.recorder.action("replace", "requested", version=current.version)
+        if not wait:
+            return self.status()
+        return self.wait("Replaced", timeout)
+
+    def delete(self, *, wait: bool = True, timeout: float = 60) -> RolloutStatus:
+        """Delete the CanaryDeployment; the controller restores the route first."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.custom.delete_namespaced_custom_object(
+                st.GROUP, st.VERSION, self.namespace, st.PLURAL, self.name
+            )
+            self.recorder.action("delete", "requested")
+        except ApiException as err:
+            if err.status != 404:
+                self.recorder.action("delete", f"error: {_reason(err)}")
+                raise self._api_error("delete", err) from None
+            self.recorder.action("delete", "unchanged")
+        if not wait:
+            return self.status()
+        done = self._until(lambda s: not s.exists, timeout, "the CanaryDeployment to be gone")
+        self.recorder.action("delete", "deleted")
+        return done
+
+    def abort(self, *, timeout: float = 60) -> RolloutStatus:
+        """Emergency rollback: weight 0 (waiting until the route carries it), then delete."""
+        current = self.status()
+        if not current.exists:
+            self.recorder.action("abort", "unchanged", message="abort: nothing to abort")
+            return current
+        if current.replace:
+            raise RolloutError(
+                f"{self.namespace}/{self.name} is already being promoted into the parent "
+                f"(phase {current.phase}); abort cannot roll back a replace — roll the parent "
+                "Deployment back instead (`kubectl rollout undo`)"
+            )
+        self.recorder.action("abort", "requested", weight=current.desired_weight)
+        if current.desired_weight != 0 or (current.applied_weight or 0) != 0:
+            self.set_weight(0, timeout=timeout)
+        gone = self.delete(timeout=timeout)
+        self.recorder.action("abort", "rolled back")
+        return gone
+
+    # -- async variants (for notebook cells that must not block the kernel) --------
+
+    async def acreate_canary(self, **kwargs: Any) -> RolloutStatus:
+        return await asyncio.to_thread(lambda: self.create_canary(**kwargs))
+
+    async def aset_weight(self, weight: int, **kwargs: Any) -> RolloutStatus:
+        return await asyncio.to_thread(lambda: self.set_weight(weight, **kwargs))
+
+    async def await_ready(self, **kwargs: Any) -> RolloutStatus:
+        """``wait_ready`` without blocking the event loop (``a`` + ``wait_ready``)."""
+        return await asyncio.to_thread(lambda: self.wait_ready(**kwargs))
+
+    async def await_phase(self, phase: str | Iterable[str], **kwargs: Any) -> RolloutStatus:
+        """``wait(phase)`` without blocking the event loop."""
+        return await asyncio.to_thread(lambda: self.wait(phase, **kwargs))
+
+    async def areplace(self, **kwargs: Any) -> RolloutStatus:
+        return await asyncio.to_thread(lambda: self.replace(**kwargs))
+
+    async def aabort(self, **kwargs: Any) -> RolloutStatus:
+        return await asyncio.to_thread(lambda: self.abort(**kwargs))
+
+    async def adelete(self, **kwargs: Any) -> RolloutStatus:
+        return await asyncio.to_thread(lambda: self.delete(**kwargs))
+
+    async def astatus(self) -> RolloutStatus:
+        return await asyncio.to_thread(self.status)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _template_from_parent(self, image: str, env: Mapping[str, str]) -> dict[str, Any]:
+        template = copy.deepcopy(self.parent_deployment()["spec"]["template"])
+        container = template["spec"]["containers"][0]
+        container["image"] = image
+        if env:
+            kept = [e for e in container.get("env") or [] if e.get("name") not in env]
+            container["env"] = kept + [{"name": k, "value": str(v)} for k, v in env.items()]
+        meta = template.get("metadata") or {}
+        template["metadata"] = {k: v for k, v in meta.items() if k in ("labels", "annotations")}
+        return template
+
+    def _patch(self, body: Mapping[str, Any], what: str, **details: Any) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.custom.patch_namespaced_custom_object(
+                st.GROUP, st.VERSION, self.namespace, st.PLURAL, self.name, body
+            )
+        except ApiException as err:
+            self.recorder.action(what, f"error: {_reason(err)}", **details)
+            raise self._api_error(what.replace("_", " "), err) from None
+
+    def _until(
+        self, done: Callable[[RolloutStatus], bool], timeout: float, what: str
+    ) -> RolloutStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.status()
+            self.sync_events()
+            if done(snap):
+                return snap
+            if snap.exists and snap.phase == "Failed":
+                raise RolloutError(
+                    f"{self.namespace}/{self.name} failed while waiting for {what}: "
+                    f"{snap.problem or 'see its conditions (kubectl describe cd)'}"
+                )
+            if time.monotonic() > deadline:
+                problem = f"; {snap.problem}" if snap.problem else ""
+                raise RolloutError(
+                    f"timed out after {timeout:.0f}s waiting for {what} "
+                    f"({snap.brief()}{problem}); {self.controller_hint}"
+                )
+            time.sleep(self.poll_s)
+
+    def _observe(self, snap: RolloutStatus) -> None:
+        """Record a ``status`` event when phase, weights or readiness changed."""
+        key = (
+            snap.exists,
+            snap.phase,
+            snap.desired_weight,
+            snap.applied_weight,
+            snap.ready_replicas,
+        )
+        if key == self._last_seen:
+            return
+        self._last_seen = key
+        self.recorder.event(
+            "status",
+            message=snap.brief(),
+            phase=snap.phase if snap.exists else "Absent",
+            desired_weight=snap.desired_weight,
+            applied_weight=snap.applied_weight,
+            ready_replicas=snap.ready_replicas,
+            replicas=snap.replicas,
+        )
+
+    def sync_events(self) -> None:
+        """Record Kubernetes Events on the CanaryDeployment not recorded yet."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            events = self.core.list_namespaced_event(
+                self.namespace,
+                field_selector=f"involvedObject.name={self.name},involvedObject.kind={st.KIND}",
+            ).items
+        except ApiException:
+            return  # Events are best-effort context; never fail a rollout over them
+        for ev in events:
+            uid = ev.metadata.uid
+            count = int(ev.count or 1)
+            if self._seen_events.get(uid, 0) >= count:
+                continue
+            self._seen_events[uid] = count
+            when = ev.last_timestamp or ev.event_time or ev.first_timestamp
+            self.recorder.event(
+                "event",
+                message=ev.message or "",
+                reason=ev.reason or "",
+                type=ev.type or "",
+                event_time=when.isoformat() if when else None,
+                count=count,
+            )
+
+    def _api_error(self, what: str, err: Any) -> RolloutError:
+        return RolloutError(
+            f"could not {what} CanaryDeployment {self.namespace}/{self.name}: {_reason(err)}"
+        )
+
+
+def _router(
+    kind: str, route: str, rules: list[Any] | None, port: int | str | None
+) -> dict[str, Any]:
+    if kind == "apisix":
+        cfg: dict[str, Any] = {"route": route}
+        if port is not None:
+            cfg["servicePort"] = port
+    elif kind == "gatewayAPI":
+        cfg = {"httpRoute": route}
+        if port is not None:
+            cfg["port"] = port
+    else:
+        raise RolloutError(f"router must be 'apisix' or 'gatewayAPI', got {kind!r}")
+    if rules:
+        cfg["rules"] = list(rules)
+    return {kind: cfg}
+
+
+def _check_weight(weight: int) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+        raise RolloutError(f"weight must be an integer from 0 to 100, got {weight!r}")
+
+
+def _reason(err: Any) -> str:
+    import json
+
+    body = getattr(err, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message") or body)
+        except (ValueError, AttributeError):
+            return str(body)
+    return f"{getattr(err, 'status', '')} {getattr(err, 'reason', err)}".strip()
