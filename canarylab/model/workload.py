@@ -1,0 +1,187 @@
+"""Deployments as the controller sees them, and the canary objects it owns.
+
+Holds the kubectl rollout-finished rule, the naming and labelling of the canary
+Deployment and Service, and their manifests, all as pure functions over plain dicts.
+It must never import a Kubernetes client or do any I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from canarylab.model.spec import GROUP, KIND, VERSION, CanarySpec
+
+CANARY_LABEL = "canarylab.io/canary"
+"""On canary pods, Deployment and Service: the CanaryDeployment's name."""
+VERSION_LABEL = "canarylab.io/version"
+"""On canary pods: ``spec.version``."""
+TEMPLATE_HASH = "canarylab.io/template-hash"
+"""On a parent Deployment after a replace: the digest of the template it was given."""
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """The fields of a Deployment that decisions depend on."""
+
+    name: str
+    uid: str = ""
+    generation: int = 0
+    observed_generation: int = 0
+    spec_replicas: int = 1
+    replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    ready_replicas: int = 0
+    template_hash: str = ""
+    """The ``canarylab.io/template-hash`` annotation (empty when absent)."""
+    pod_labels: Mapping[str, str] | None = None
+    selector: Mapping[str, str] | None = None
+    owner_uids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> DeploymentState:
+        """Build from a Deployment as a camelCase dict."""
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        template_meta = (spec.get("template") or {}).get("metadata") or {}
+        replicas = spec.get("replicas")
+        return cls(
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            observed_generation=int(status.get("observedGeneration") or 0),
+            spec_replicas=1 if replicas is None else int(replicas),
+            replicas=int(status.get("replicas") or 0),
+            updated_replicas=int(status.get("updatedReplicas") or 0),
+            available_replicas=int(status.get("availableReplicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            template_hash=str((meta.get("annotations") or {}).get(TEMPLATE_HASH, "")),
+            pod_labels=dict(template_meta.get("labels") or {}),
+            selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
+            owner_uids=tuple(str(o.get("uid")) for o in meta.get("ownerReferences") or ()),
+        )
+
+
+def rollout_finished(d: DeploymentState) -> bool:
+    """True when ``kubectl rollout status`` would report the rollout as complete."""
+    return (
+        d.generation <= d.observed_generation
+        and d.updated_replicas == d.spec_replicas
+        and d.replicas == d.updated_replicas
+        and d.available_replicas == d.updated_replicas
+    )
+
+
+def rollout_progress(d: DeploymentState) -> str:
+    """A one-line account of a rollout, in kubectl's words, for status messages."""
+    if d.generation > d.observed_generation:
+        return "waiting for the deployment spec update to be observed"
+    if d.updated_replicas < d.spec_replicas:
+        return f"{d.updated_replicas} of {d.spec_replicas} updated replicas are available"
+    if d.replicas > d.updated_replicas:
+        return f"{d.replicas - d.updated_replicas} old replicas are pending termination"
+    if d.available_replicas < d.updated_replicas:
+        return f"{d.available_replicas} of {d.updated_replicas} updated replicas are available"
+    return "successfully rolled out"
+
+
+def canary_deployment_name(spec: CanarySpec) -> str:
+    """``<parent>-canary``: one canary per parent, so the name is stable across versions."""
+    return f"{spec.parent}-canary"
+
+
+def canary_service_name(parent_service: str) -> str:
+    """``<parent service>-canary``."""
+    return f"{parent_service}-canary"
+
+
+def owner_reference(
+    api_version: str, kind: str, name: str, uid: str, *, controller: bool
+) -> dict[str, Any]:
+    """An ownerReference; only controller references block the owner's deletion."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": controller,
+    }
+
+
+def canary_owner(name: str, uid: str) -> dict[str, Any]:
+    """The controller ownerReference that every canary-owned object carries."""
+    return owner_reference(f"{GROUP}/{VERSION}", KIND, name, uid, controller=True)
+
+
+def canary_pod_labels(
+    cd_name: str, spec: CanarySpec, parent_selector: Mapping[str, str]
+) -> dict[str, str]:
+    """The template's labels, minus the keys the parent selects on, plus canary labels.
+
+    Dropping the parent's selector keys keeps the parent Deployment and the parent
+    Service from ever selecting canary pods, so the route's weights are the real split.
+    """
+    labels = dict((spec.template.get("metadata") or {}).get("labels") or {})
+    for key in parent_selector:
+        labels.pop(key, None)
+    labels[CANARY_LABEL] = cd_name
+    labels[VERSION_LABEL] = spec.version
+    return labels
+
+
+def canary_deployment(
+    cd_name: str, cd_uid: str, spec: CanarySpec, parent_selector: Mapping[str, str]
+) -> dict[str, Any]:
+    """The canary Deployment manifest."""
+    template = copy.deepcopy(dict(spec.template))
+    meta = dict(template.get("metadata") or {})
+    meta["labels"] = canary_pod_labels(cd_name, spec, parent_selector)
+    template["metadata"] = meta
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": canary_deployment_name(spec),
+            "labels": {CANARY_LABEL: cd_name, VERSION_LABEL: spec.version, MANAGED_BY: "canarylab"},
+            "annotations": {TEMPLATE_HASH: spec.template_hash},
+            "ownerReferences": [canary_owner(cd_name, cd_uid)],
+        },
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {CANARY_LABEL: cd_name}},
+            "template": template,
+        },
+    }
+
+
+def canary_service(cd_name: str, cd_uid: str, parent_service: Mapping[str, Any]) -> dict[str, Any]:
+    """The canary Service: the parent Service's ports, selecting only canary pods."""
+    ports = []
+    for port in (parent_service.get("spec") or {}).get("ports") or ():
+        kept = {
+            k: port[k]
+            for k in ("name", "port", "targetPort", "protocol", "appProtocol")
+            if k in port
+        }
+        ports.append(kept)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": canary_service_name(str(parent_service["metadata"]["name"])),
+            "labels": {CANARY_LABEL: cd_name, MANAGED_BY: "canarylab"},
+            "ownerReferences": [canary_owner(cd_name, cd_uid)],
+        },
+        "spec": {"type": "ClusterIP", "ports": ports, "selector": {CANARY_LABEL: cd_name}},
+    }
+
+
+def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """A Service-style selector: non-empty and every pair present in ``labels``."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
