@@ -21,15 +21,18 @@ from typing import Any, Protocol
 
 import ipywidgets as w
 
+ACTION_WAIT_S = 10.0
+"""How long an action waits for the one before it (or a status read) to finish."""
+
 
 class RolloutControls(Protocol):
     """What the panel needs from a rollout object."""
 
     def create_canary(self, **kwargs: Any) -> Any: ...
-    def set_weight(self, weight: int) -> Any: ...
-    def replace(self) -> Any: ...
+    def set_weight(self, weight: int, *, wait: bool = ...) -> Any: ...
+    def replace(self, *, wait: bool = ...) -> Any: ...
     def abort(self) -> Any: ...
-    def delete(self) -> Any: ...
+    def delete(self, *, wait: bool = ...) -> Any: ...
     def status(self) -> Any: ...
 
 
@@ -110,6 +113,8 @@ class ControlPanel:
         self.on_action = on_action
         """Called with (action, result) after each action, e.g. to record it."""
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._quiet = False
         self.slider = w.IntSlider(
             value=0,
@@ -187,6 +192,30 @@ class ControlPanel:
             f"{html.escape(type(err).__name__)}: {html.escape(message)}</span>"
         )
 
+    def watch(self, interval: float = 1.0) -> None:
+        """Re-read the status every ``interval`` seconds on a daemon thread until :meth:`stop`."""
+        if self._watcher is not None and self._watcher.is_alive():
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                if self._lock.acquire(timeout=interval):
+                    try:
+                        self.refresh()
+                    finally:
+                        self._lock.release()
+
+        self._watcher = threading.Thread(target=loop, name="canarylab-panel", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Stop :meth:`watch`."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(5)
+            self._watcher = None
+
     # -- actions ---------------------------------------------------------------------
 
     def _on_slider(self, change: Mapping[str, Any]) -> None:
@@ -196,22 +225,24 @@ class ControlPanel:
 
     def set_weight(self, weight: int) -> bool:
         """Patch the weight; on failure show why and put the slider back."""
-        return self._run(f"weight {weight}", lambda: self.rollout.set_weight(weight))
+        # wait=False: the patch is the action; the route catching up shows in the status
+        # line, and a cell or button is never stuck behind it.
+        return self._run(f"weight {weight}", lambda: self.rollout.set_weight(weight, wait=False))
 
     def act(self, action: str) -> bool:
         """Run one button's action (create, replace, abort, delete)."""
         calls: dict[str, Callable[[], Any]] = {
             "create": lambda: self.rollout.create_canary(**self.create_kwargs),
-            "replace": self.rollout.replace,
+            "replace": lambda: self.rollout.replace(wait=False),
             "abort": self.rollout.abort,
-            "delete": self.rollout.delete,
+            "delete": lambda: self.rollout.delete(wait=False),
         }
         if action not in calls:
             raise ValueError(f"unknown action {action!r}; choose one of {', '.join(calls)}")
         return self._run(action, calls[action])
 
     def _run(self, action: str, call: Callable[[], Any]) -> bool:
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(timeout=ACTION_WAIT_S):
             self.error_html.value = html.escape(
                 f"{action} ignored: another action is still running"
             )
@@ -233,3 +264,27 @@ class ControlPanel:
         if self.on_action is not None:
             self.on_action(action, "ok" if ok else self.error_html.value)
         return ok
+
+
+def kube_last_event(rollout: Any) -> Callable[[], str]:
+    """A reader of the newest Kubernetes Event on ``rollout``'s CanaryDeployment.
+
+    ``rollout`` is a ``canarylab.rollout.Rollout`` (it carries a CoreV1Api as ``core``).
+    """
+
+    def newest() -> str:
+        items = rollout.core.list_namespaced_event(
+            rollout.namespace,
+            field_selector=f"involvedObject.name={rollout.name},involvedObject.kind=CanaryDeployment",
+        ).items
+        if not items:
+            return ""
+
+        def when(ev: Any) -> Any:
+            t = ev.last_timestamp or ev.event_time or ev.first_timestamp
+            return t.timestamp() if t is not None else 0.0
+
+        ev = max(items, key=when)
+        return f"{ev.reason}: {ev.message}" if ev.reason else str(ev.message or "")
+
+    return newest

@@ -39,18 +39,18 @@ class FakeRollout:
         self._maybe_fail("create")
         self.weight = kwargs.get("weight", 0)
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(self, weight: int, *, wait: bool = True) -> None:
         self._maybe_fail("weight")
         self.weight = weight
 
-    def replace(self) -> None:
+    def replace(self, *, wait: bool = True) -> None:
         self._maybe_fail("replace")
 
     def abort(self) -> None:
         self._maybe_fail("abort")
         self.weight = None
 
-    def delete(self) -> None:
+    def delete(self, *, wait: bool = True) -> None:
         self._maybe_fail("delete")
         self.weight = None
 
