@@ -98,7 +98,10 @@ class Traffic:
             samples = samples[samples["second"] >= start]
         requests = self.requests
         if requests is not None and len(requests):
-            requests = requests[requests["t"] >= start]
+            t = requests["t"]
+            # The probe keeps ``t`` as Unix seconds; records keep timestamps. Accept both.
+            bound: Any = start.timestamp() if pd.api.types.is_numeric_dtype(t) else start
+            requests = requests[t >= bound]
         return Traffic(samples, requests)
 
 

@@ -192,3 +192,11 @@ def test_gates_from_spec() -> None:
         gates.from_spec({"max_errors": 0.1})
     with pytest.raises(GateSpecError, match="error_rate_comparison"):
         gates.from_spec({"error_rate_comparison": {"alfa": 0.1}})
+
+
+def test_per_request_times_may_be_unix_seconds() -> None:
+    r = pd.concat([requests("v2", np.full(10, 1.0)), requests("v2", np.full(10, 9.0), start=5)])
+    r["t"] = r["t"].map(lambda ts: ts.timestamp())
+    traffic = Traffic(samples([(5, "v2", 10, 0)]), r)
+    later = Window("v2", "v1", since=T0 + pd.Timedelta(seconds=5))
+    assert MaxP99Latency(100, min_requests=5).judge(traffic, later).numbers["canary_p99_ms"] == 9.0
