@@ -229,6 +229,7 @@ class Sandbox:
                     self._wait_api(state, timeout=90)
             self._ensure_nodes(state)
             self._wait_nodes_ready(state, timeout=60)
+            self._start_dataplane(state, server)
         except BaseException:
             self._stop_all(state)
             raise
@@ -237,11 +238,31 @@ class Sandbox:
         self.kubeconfig.chmod(0o600)
         self._progress(f"sandbox up in {time.monotonic() - started:.1f}s at {server}")
 
+    def _start_dataplane(self, state: SandboxState, server: str) -> None:
+        """HAProxy and the data-plane process (``canarylab.dataplane``), after the API."""
+        from canarylab.dataplane import launch
+
+        def record(process: procs.ProcessRecord) -> None:
+            state.processes.append(process)
+            state.save(self._state_file)
+
+        plane = launch.start(
+            self.state_dir,
+            self.log_dir,
+            server,
+            self.pki_dir,
+            state.ports["gateway"],
+            self._progress,
+            record,
+        )
+        state.extras["gateway"] = plane.gateway
+        state.save(self._state_file)
+
     def _choose_ports(self, previous: dict[str, int]) -> dict[str, int]:
         """Reuse last run's ports where free (kubeconfigs stay valid), else pick new ones."""
         ports: dict[str, int] = {}
         pinned = os.environ.get("CANARYLAB_SANDBOX_PORT")
-        for name in ("apiserver", "etcd", "etcd-peer", "kwok"):
+        for name in ("apiserver", "etcd", "etcd-peer", "kwok", "gateway"):
             if name == "apiserver" and pinned:
                 port = int(pinned)
                 if procs.port_in_use(port):
