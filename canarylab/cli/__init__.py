@@ -13,6 +13,8 @@ import click
 
 from canarylab import __version__
 from canarylab.cli.demo import demo
+from canarylab.cli.rollout import COMMANDS as rollout_commands
+from canarylab.cli.run import run
 from canarylab.cli.sandbox import sandbox
 from canarylab.errors import CanarylabError
 
@@ -25,6 +27,9 @@ def cli() -> None:
 
 cli.add_command(sandbox)
 cli.add_command(demo)
+cli.add_command(run)
+for command in rollout_commands:  # status, weight, replace, abort
+    cli.add_command(command)
 
 
 def main() -> None:

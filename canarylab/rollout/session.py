@@ -1,0 +1,202 @@
+"""A runbook's rollout, end to end: record, probe, plan, summary — what the notebook calls.
+
+``RolloutSession`` keeps ``runbooks/canary-rollout.ipynb`` thin: the notebook passes
+its parameters here and displays what comes back. The session opens (or continues)
+the record in ``<output_dir>/record``, starts the probe in the background, runs the
+plan (resuming from the resource's status), and always — success, gate failure or
+error — stops the probe, flushes the record, writes ``summary.csv`` and sets the
+record's outcome before the error propagates.
+
+This module must never judge traffic itself (``canarylab.gates``) nor draw charts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from canarylab.record import Recorder
+from canarylab.record.writer import now
+from canarylab.rollout.plan import Plan, plan_from, resume_point, summary_table
+from canarylab.rollout.resource import Rollout
+from canarylab.rollout.runner import Canary, GateFailed, PlanOutcome, run_plan
+from canarylab.rollout.traffic import ProbeFeed
+
+
+@dataclass(frozen=True)
+class RunbookParameters:
+    """The canary-rollout runbook's parameters (the papermill ``parameters`` cell)."""
+
+    namespace: str
+    parent: str
+    version: str
+    image: str | None = None
+    replicas: int = 1
+    canary_env: Mapping[str, str] | None = None
+    steps: tuple[Any, ...] = (5, 25, 50, 100)
+    hold: float = 30
+    gates: Mapping[str, Any] | None = None
+    probe_target: str | None = None
+    probe_rate: float = 200
+    probe_classifier: str = "header:X-Canarylab-Version"
+    output_dir: str = "out/rollout"
+    dry_run: bool = False
+    kubeconfig: str | None = None
+    router: str = "apisix"
+    route: str | None = None
+    name: str | None = None
+
+    def plan(self) -> Plan:
+        return plan_from(list(self.steps), hold_s=self.hold, gates=self.gates)
+
+    def canary(self) -> Canary:
+        return Canary(
+            version=self.version,
+            image=self.image,
+            replicas=self.replicas,
+            env=dict(self.canary_env or {}),
+            router=self.router,
+            route=self.route,
+        )
+
+
+class RolloutSession:
+    """One run of the canary-rollout runbook; see the module docstring."""
+
+    def __init__(self, params: RunbookParameters, kube: Any = None) -> None:
+        from canarylab.kube import api_client, resolve
+
+        self.params = params
+        self.plan = params.plan()  # bad steps/gates fail here, before anything changes
+        self.out = Path(params.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.target = resolve(params.kubeconfig) if kube is None else None
+        self.kube = kube if kube is not None else api_client(params.kubeconfig)
+        self.recorder = Recorder(
+            self.out / "record",
+            {
+                "kind": "canary-rollout",
+                "namespace": params.namespace,
+                "parent": params.parent,
+                "name": params.name or params.parent,
+                "version": params.version,
+                "image": params.image,
+                "cluster": self.kube.configuration.host,
+                "parameters": _jsonable(params.__dict__),
+            },
+        )
+        self.rollout = Rollout(
+            params.namespace,
+            params.parent,
+            name=params.name,
+            kube=self.kube,
+            recorder=self.recorder,
+        )
+        self.feed: ProbeFeed | None = None
+        self.outcome: PlanOutcome | None = None
+        self.rows: list[dict[str, Any]] = []
+
+    @property
+    def record_dir(self) -> Path:
+        return self.out / "record"
+
+    def describe(self) -> str:
+        """The plan and where the rollout stands, for the dry-run cell and logs."""
+        status = self.rollout.status()
+        start = resume_point(self.plan, status)
+        lines = [
+            f"cluster: {self.kube.configuration.host}",
+            f"canary: {self.params.namespace}/{self.rollout.name} of Deployment "
+            f"{self.params.parent} → {self.params.version} ({self.params.image or 'template'})",
+            f"now: {status.brief()}",
+            *self.plan.describe(),
+        ]
+        if status.exists:
+            lines.append(f"a run now would resume at step {start.first_step + 1}")
+        return "\n".join(lines)
+
+    def start_probe(self) -> ProbeFeed:
+        target = self.params.probe_target or _sandbox_gateway()
+        self.feed = ProbeFeed.start(
+            target,
+            rate=self.params.probe_rate,
+            classifier=self.params.probe_classifier,
+            recorder=self.recorder,
+        )
+        self.recorder.update_metadata(probe={"target": target, "rate": self.params.probe_rate})
+        return self.feed
+
+    def run(self) -> PlanOutcome:
+        """Run the plan; always finish the record, then re-raise any failure."""
+        outcome = "failed"
+        try:
+            self.outcome = run_plan(
+                self.rollout,
+                self.plan,
+                self.params.canary(),
+                self.feed,
+                on_step=lambda r: self.rows.append(dict(r.summary)),
+            )
+            outcome = "succeeded"
+            return self.outcome
+        except GateFailed as err:
+            outcome = "rolled-back" if err.rolled_back else "failed"
+            self.rows.extend(_failed_rows(self.record_dir))
+            raise
+        finally:
+            self.finish(outcome)
+
+    def finish(self, outcome: str) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+        totals = self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
+        self.recorder.update_metadata(outcome=outcome, finished_at=now(), totals=totals)
+        self.summary().to_csv(self.out / "summary.csv", index=False)
+        (self.out / "totals.json").write_text(json.dumps(totals) + "\n")
+        self.recorder.close()
+
+    def summary(self) -> pd.DataFrame:
+        """One row per step of this run: requests by version, share, error rates, p99s, verdict."""
+        return summary_table(self.rows)
+
+    def totals(self) -> dict[str, int]:
+        return self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
+
+
+def _failed_rows(record_dir: Path) -> list[dict[str, Any]]:
+    """The failed step's summary row, as the runner recorded it."""
+    rows = []
+    events = record_dir / "events.jsonl"
+    if events.exists():
+        for line in events.read_text().splitlines()[::-1]:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("kind") == "step" and ev.get("state") == "failed":
+                rows.append(ev.get("summary") or {})
+                break
+    return rows
+
+
+def _sandbox_gateway() -> str:
+    from canarylab.sandbox import Sandbox
+
+    gateway = Sandbox().status().get("gateway")
+    if not gateway:
+        from canarylab.rollout.resource import RolloutError
+
+        raise RolloutError(
+            "no probe_target given and the sandbox reports no gateway: pass the gateway URL "
+            "(probe_target=...) or start the sandbox with `canarylab sandbox up`"
+        )
+    return str(gateway)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
