@@ -12,6 +12,7 @@ import sys
 import click
 
 from canarylab import __version__
+from canarylab.cli.controller import controller, install_crds
 from canarylab.cli.demo import demo
 from canarylab.cli.rollout import COMMANDS as rollout_commands
 from canarylab.cli.run import run
@@ -27,6 +28,8 @@ def cli() -> None:
 
 cli.add_command(sandbox)
 cli.add_command(demo)
+cli.add_command(controller)
+cli.add_command(install_crds)
 cli.add_command(run)
 for command in rollout_commands:  # status, weight, replace, abort
     cli.add_command(command)

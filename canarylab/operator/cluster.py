@@ -1,0 +1,245 @@
+"""The Kubernetes reads and writes the controller makes, outside the routers.
+
+CanaryDeployments, Deployments, Services and Events through the official client, as
+plain camelCase dicts. Each write is idempotent (create-or-update, delete-if-present)
+so a pass interrupted anywhere can simply run again. This module must never decide
+what to do; it only does what ``canarylab.model`` decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from canarylab.errors import CanarylabError
+from canarylab.model.spec import GROUP, KIND, PLURAL, VERSION
+from canarylab.model.workload import CANARY_LABEL, TEMPLATE_HASH, owner_reference
+
+
+class Rejected(CanarylabError):
+    """The API server refused an object we wrote (HTTP 422/400); the message says why."""
+
+
+def api_message(err: ApiException) -> str:
+    """The human part of an API error body."""
+    try:
+        return str(json.loads(err.body).get("message") or err.reason)
+    except (TypeError, ValueError):
+        return str(err.reason)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Cluster:
+    """Typed-ish access to the objects one namespace's canaries touch."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return dict(self.api_client.sanitize_for_serialization(obj))
+
+    # CanaryDeployments
+
+    def get_canary(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def write_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def adopt_by_parent(self, cd: Mapping[str, Any], parent: Mapping[str, Any]) -> None:
+        """Make the parent Deployment an owner (not controller) of the CanaryDeployment."""
+        meta = cd["metadata"]
+        refs = list(meta.get("ownerReferences") or [])
+        uid = parent["metadata"]["uid"]
+        if any(r.get("uid") == uid for r in refs):
+            return
+        refs = [r for r in refs if r.get("kind") != "Deployment"]
+        refs.append(
+            owner_reference(
+                "apps/v1", "Deployment", parent["metadata"]["name"], uid, controller=False
+            )
+        )
+        patch = {"metadata": {"ownerReferences": refs, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch
+            )
+        except ApiException as err:
+            if err.status not in (404, 409):  # gone, or changed: the next pass retries
+                raise
+
+    # Deployments
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(self.apps.read_namespaced_deployment(name, namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def ensure_deployment(self, namespace: str, manifest: dict[str, Any], current: Any) -> None:
+        """Create the canary Deployment, or bring replicas/template/labels up to date."""
+        try:
+            if current is None:
+                self.apps.create_namespaced_deployment(namespace, manifest)
+                return
+            meta = current["metadata"]
+            want_hash = manifest["metadata"]["annotations"][TEMPLATE_HASH]
+            if (
+                (meta.get("annotations") or {}).get(TEMPLATE_HASH) == want_hash
+                and current["spec"].get("replicas") == manifest["spec"]["replicas"]
+                and (current["spec"]["template"].get("metadata") or {}).get("labels")
+                == manifest["spec"]["template"]["metadata"]["labels"]
+            ):
+                return
+            meta.setdefault("annotations", {})[TEMPLATE_HASH] = want_hash
+            meta.setdefault("labels", {}).update(manifest["metadata"]["labels"])
+            current["spec"]["replicas"] = manifest["spec"]["replicas"]
+            current["spec"]["template"] = manifest["spec"]["template"]
+            current.pop("status", None)
+            self.apps.replace_namespaced_deployment(meta["name"], namespace, current)
+        except ApiException as err:
+            if err.status in (400, 422):
+                raise Rejected(
+                    f"the API server rejected the canary Deployment: {api_message(err)}"
+                ) from err
+            if err.status != 409:
+                raise
+
+    def copy_template_to_parent(
+        self, namespace: str, parent: str, template: Mapping[str, Any], template_hash: str
+    ) -> None:
+        current = self.get_deployment(namespace, parent)
+        if current is None:
+            return
+        current["metadata"].setdefault("annotations", {})[TEMPLATE_HASH] = template_hash
+        current["spec"]["template"] = dict(template)
+        current.pop("status", None)
+        try:
+            self.apps.replace_namespaced_deployment(parent, namespace, current)
+        except ApiException as err:
+            if err.status in (400, 422):
+                raise Rejected(
+                    f"the API server rejected the template for Deployment {parent}: "
+                    f"{api_message(err)}"
+                ) from err
+            if err.status != 409:
+                raise
+
+    # Services
+
+    def services(self, namespace: str) -> list[dict[str, Any]]:
+        items = self.core.list_namespaced_service(namespace).items
+        return [self._plain(s) for s in items]
+
+    def ensure_service(
+        self, namespace: str, manifest: dict[str, Any], current: Mapping[str, Any] | None
+    ) -> None:
+        try:
+            if current is None:
+                self.core.create_namespaced_service(namespace, manifest)
+                return
+            have = current.get("spec") or {}
+            want = manifest["spec"]
+            same_ports = [
+                {k: p.get(k) for k in ("name", "port", "protocol")} for p in have.get("ports") or ()
+            ] == [
+                {
+                    k: p.get(k, "TCP" if k == "protocol" else None)
+                    for k in ("name", "port", "protocol")
+                }
+                for p in want["ports"]
+            ]
+            if same_ports and have.get("selector") == want["selector"]:
+                return
+            patch = {"spec": {"ports": want["ports"], "selector": want["selector"]}}
+            self.core.patch_namespaced_service(manifest["metadata"]["name"], namespace, patch)
+        except ApiException as err:
+            if err.status in (400, 422):
+                raise Rejected(
+                    f"the API server rejected the canary Service: {api_message(err)}"
+                ) from err
+            if err.status != 409:
+                raise
+
+    def delete_owned(self, namespace: str, cd_name: str, cd_uid: str) -> None:
+        """Delete the Deployments and Services this canary owns (found by label and owner)."""
+        selector = f"{CANARY_LABEL}={cd_name}"
+
+        def owned(obj: Any) -> bool:
+            refs = obj.metadata.owner_references or []
+            return any(r.uid == cd_uid for r in refs)
+
+        for d in self.apps.list_namespaced_deployment(namespace, label_selector=selector).items:
+            if owned(d):
+                self._ignore_404(
+                    self.apps.delete_namespaced_deployment,
+                    d.metadata.name,
+                    namespace,
+                    propagation_policy="Background",
+                )
+        for s in self.core.list_namespaced_service(namespace, label_selector=selector).items:
+            if owned(s):
+                self._ignore_404(self.core.delete_namespaced_service, s.metadata.name, namespace)
+
+    @staticmethod
+    def _ignore_404(call: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            call(*args, **kwargs)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    # Events
+
+    def event(self, cd: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = cd["metadata"]
+        stamp = now()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1000],
+            "source": {"component": "canarylab-controller"},
+            "reportingComponent": "canarylab.io/controller",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as err:
+            if err.status not in (403, 404, 409):  # Events are best-effort
+                raise

@@ -1,0 +1,191 @@
+"""The kopf handlers: who wakes which canary, and the finalizer.
+
+Each CanaryDeployment gets a daemon that runs reconcile passes in a worker thread
+whenever it is poked, and every ``RESYNC`` seconds regardless. Pokes come from watch
+events: the CanaryDeployment itself, any Deployment (looked up in a kopf index of
+canaries by parent, so a parent's rollout progress re-triggers its canary at once;
+canary Deployments by their label) and the routes (by a second index key). The
+delete handler restores the route before kopf removes the finalizer. This module
+must never make decisions; those live in ``canarylab.model``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from canarylab.model.spec import GROUP, PLURAL, VERSION
+from canarylab.model.workload import CANARY_LABEL
+from canarylab.operator.cluster import Cluster
+from canarylab.operator.reconcile import finalize, reconcile
+
+RESYNC = 30.0
+"""Seconds between passes when nothing is poked (drift repair, e.g. a hand-edited route)."""
+FINALIZER = "canarylab.io/finalizer"
+
+Key = tuple[str, str]
+_pokes: dict[Key, asyncio.Event] = {}
+_locks: dict[Key, asyncio.Lock] = {}
+_state: dict[str, Any] = {}
+log = logging.getLogger("canarylab.controller")
+
+
+def configure(cluster: Cluster) -> None:
+    """Give the handlers their Kubernetes client (called once, before kopf starts)."""
+    _state["cluster"] = cluster
+
+
+def _cluster() -> Cluster:
+    cluster = _state.get("cluster")
+    if cluster is None:
+        raise kopf.PermanentError("the controller was started without a cluster client")
+    return cluster
+
+
+def poke(namespace: str, name: str) -> None:
+    """Wake a canary's daemon for a pass now."""
+    event = _pokes.get((namespace, name))
+    if event is not None:
+        event.set()
+
+
+@kopf.on.startup()
+def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="canarylab.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="canarylab.io", key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # our own Events say what happened, kopf's logs stay logs
+    settings.scanning.disabled = True  # no cluster-wide CRD/namespace watch: least privilege
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    settings.background.cancellation_polling = 0.5
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def canaries(**kwargs: Any) -> dict[Any, Any]:
+    """Canaries by parent Deployment and by route, for pokes and the one-per-parent rule."""
+    namespace, name = kwargs["namespace"], kwargs["name"]
+    spec: Mapping[str, Any] = kwargs["spec"]
+    keys: dict[Any, Any] = {}
+    parent = spec.get("parentDeployment")
+    if parent:
+        created = str(kwargs["meta"].get("creationTimestamp", ""))
+        keys[("parent", namespace, parent)] = (created, name)
+    for kind, config in (spec.get("trafficRouter") or {}).items():
+        route = (config or {}).get("route") or (config or {}).get("httpRoute")
+        if route:
+            keys[("route", namespace, kind, route)] = name
+    return keys
+
+
+def _conflict(index: kopf.Index[Any, Any], namespace: str, name: str, parent: str) -> str:
+    """The name of an older canary on the same parent (the later one is refused)."""
+    entries = sorted(index.get(("parent", namespace, parent), ()))
+    if entries and entries[0][1] != name:
+        return str(entries[0][1])
+    return ""
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def _canary_changed(**kwargs: Any) -> None:
+    poke(kwargs["namespace"], kwargs["name"])
+
+
+@kopf.on.event("apps", "v1", "deployments")
+def _deployment_changed(**kwargs: Any) -> None:
+    namespace, name = kwargs["namespace"], kwargs["name"]
+    for _created, cd in kwargs["canaries"].get(("parent", namespace, name), ()):
+        poke(namespace, cd)
+    owner = kwargs["labels"].get(CANARY_LABEL)
+    if owner:
+        poke(namespace, owner)
+
+
+@kopf.on.event("apisix.apache.org", "v2", "apisixroutes")
+def _apisix_route_changed(**kwargs: Any) -> None:
+    namespace = kwargs["namespace"]
+    for cd in kwargs["canaries"].get(("route", namespace, "apisix", kwargs["name"]), ()):
+        poke(namespace, cd)
+
+
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
+def _http_route_changed(**kwargs: Any) -> None:
+    namespace = kwargs["namespace"]
+    for cd in kwargs["canaries"].get(("route", namespace, "gatewayAPI", kwargs["name"]), ()):
+        poke(namespace, cd)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def _run(**kwargs: Any) -> None:
+    namespace: str = kwargs["namespace"]
+    name: str = kwargs["name"]
+    stopped: kopf.DaemonStopped = kwargs["stopped"]
+    index: kopf.Index[Any, Any] = kwargs["canaries"]
+    parent = str(kwargs["spec"].get("parentDeployment", ""))
+    key = (namespace, name)
+    event = _pokes.setdefault(key, asyncio.Event())
+    lock = _locks.setdefault(key, asyncio.Lock())
+    failures = 0
+    try:
+        while not stopped:
+            event.clear()
+            conflict = _conflict(index, namespace, name, parent)
+            try:
+                async with lock:
+                    outcome = await asyncio.to_thread(
+                        reconcile, _cluster(), namespace, name, conflict
+                    )
+                failures = 0
+            except Exception as err:
+                failures += 1
+                delay = min(30.0, 0.5 * 2**failures)
+                log.warning(
+                    "canary %s/%s: pass failed (%s); retrying in %.1fs", namespace, name, err, delay
+                )
+                await _wait(event, stopped, delay)
+                continue
+            if outcome.gone:
+                break
+            if outcome.again:
+                continue
+            await _wait(event, stopped, RESYNC * random.uniform(0.8, 1.2))
+    finally:
+        _pokes.pop(key, None)
+
+
+async def _wait(event: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Until poked, stopped or ``seconds`` passed."""
+    poked = asyncio.ensure_future(event.wait())
+    ended = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({poked, ended}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        poked.cancel()
+        ended.cancel()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def _finalize(**kwargs: Any) -> None:
+    namespace: str = kwargs["namespace"]
+    name: str = kwargs["name"]
+    body = kwargs["body"]
+    plain = {
+        "metadata": dict(body["metadata"]),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+    lock = _locks.setdefault((namespace, name), asyncio.Lock())
+    try:
+        async with lock:
+            await asyncio.to_thread(finalize, _cluster(), namespace, name, plain)
+    except Exception as err:
+        raise kopf.TemporaryError(f"restoring the route failed: {err}; retrying", delay=1) from err
+    finally:
+        _locks.pop((namespace, name), None)

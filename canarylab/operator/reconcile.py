@@ -1,0 +1,227 @@
+"""One reconcile pass for one CanaryDeployment: read, decide, act, report.
+
+A pass reads everything fresh, asks ``canarylab.model.decide`` what to do, does it,
+and writes the status (only when it changed) and an Event per transition. It runs in
+a worker thread (the Kubernetes client is synchronous). Any step may be interrupted;
+the next pass starts over from what the cluster says. It must never hold state
+between passes other than what is stored in the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from canarylab.model.decide import (
+    Cleanup,
+    CopyTemplateToParent,
+    Decision,
+    EnsureCanary,
+    Observed,
+    SetMatch,
+    SetWeights,
+    Status,
+    decide,
+    failed,
+)
+from canarylab.model.spec import CanarySpec, SpecError, parse_spec
+from canarylab.model.status import same_status, status_body, transitions
+from canarylab.model.workload import (
+    DeploymentState,
+    canary_deployment,
+    canary_deployment_name,
+    canary_service,
+    canary_service_name,
+    selects,
+)
+from canarylab.operator import metrics
+from canarylab.operator.cluster import Cluster, Rejected, now
+from canarylab.routers.base import Owner, RouteProblem, TrafficRouter
+from canarylab.routers.registry import UnknownRouter, load
+
+log = logging.getLogger("canarylab.controller")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a pass did: ``again`` asks for another pass right away."""
+
+    again: bool = False
+    gone: bool = False
+    phase: str = ""
+
+
+def _router(
+    cluster: Cluster, spec: CanarySpec, owner: Owner, services: frozenset[str]
+) -> TrafficRouter:
+    return load(spec.router.kind)(cluster.api_client, owner, spec.router.config, services)
+
+
+def _parent_services(
+    services: list[dict[str, Any]], parent: DeploymentState | None
+) -> frozenset[str]:
+    """Services whose selector picks the parent's pods: candidates for the parent backend."""
+    if parent is None:
+        return frozenset()
+    labels = parent.pod_labels or {}
+    return frozenset(
+        s["metadata"]["name"]
+        for s in services
+        if selects((s.get("spec") or {}).get("selector") or {}, labels)
+    )
+
+
+def reconcile(cluster: Cluster, namespace: str, name: str, conflict: str = "") -> Outcome:
+    """Run one pass; ``conflict`` names an older canary on the same parent, if any."""
+    started = time.perf_counter()
+    try:
+        outcome = _reconcile(cluster, namespace, name, conflict)
+    except Exception as err:
+        metrics.RECONCILES.labels("error").inc()
+        metrics.ERRORS.labels(type(err).__name__).inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    metrics.RECONCILES.labels("ok").inc()
+    return outcome
+
+
+def _reconcile(cluster: Cluster, namespace: str, name: str, conflict: str) -> Outcome:
+    cd = cluster.get_canary(namespace, name)
+    if cd is None or cd["metadata"].get("deletionTimestamp"):
+        return Outcome(gone=True)
+    meta = cd["metadata"]
+    previous: Mapping[str, Any] = cd.get("status") or {}
+    try:
+        spec = parse_spec(cd.get("spec") or {})
+    except SpecError as err:
+        status = Status("Failed", ())
+        _report(cluster, cd, failed(status, "InvalidSpec", str(err)), previous)
+        return Outcome(phase="Failed")
+    owner = Owner(name, meta["uid"], namespace)
+
+    parent_obj = cluster.get_deployment(namespace, spec.parent)
+    parent = DeploymentState.from_dict(parent_obj) if parent_obj else None
+    if parent_obj is not None:
+        cluster.adopt_by_parent(cd, parent_obj)
+    canary_obj = cluster.get_deployment(namespace, canary_deployment_name(spec))
+    if (
+        canary_obj is not None
+        and meta["uid"] not in DeploymentState.from_dict(canary_obj).owner_uids
+    ):
+        conflict = conflict or f"(Deployment {canary_deployment_name(spec)} is not ours)"
+        canary_obj = None
+    canary = DeploymentState.from_dict(canary_obj) if canary_obj else None
+
+    services = cluster.services(namespace) if parent else []
+    try:
+        router = _router(cluster, spec, owner, _parent_services(services, parent))
+    except UnknownRouter as err:
+        _report(cluster, cd, failed(Status("Failed", ()), "UnknownRouter", str(err)), previous)
+        return Outcome(phase="Failed")
+    view = router.observe() if parent else None
+    observed = Observed(
+        parent=parent,
+        canary=canary,
+        route_found=bool(view and view.found),
+        route_problem=(view.problem.reason, str(view.problem)) if view and view.problem else None,
+        route_split=view.split if view else None,
+        conflict=conflict,
+        phase=str(previous.get("phase") or ""),
+    )
+    decision = decide(spec, observed)
+    status = decision.status
+    try:
+        _act(
+            cluster,
+            cd,
+            spec,
+            decision,
+            router,
+            services,
+            view.parent_service if view else "",
+            canary_obj,
+            dict(parent.selector or {}) if parent else {},
+        )
+    except Rejected as err:
+        status = failed(status, "TemplateRejected", str(err))
+    except RouteProblem as err:
+        status = failed(status, err.reason, str(err))
+    _report(cluster, cd, status, previous)
+    metrics.observe_canary(
+        namespace,
+        name,
+        spec.weight,
+        status.weights.canary if status.weights else None,
+        status.canary_ready,
+    )
+    return Outcome(again=decision.again, phase=status.phase)
+
+
+def _act(
+    cluster: Cluster,
+    cd: Mapping[str, Any],
+    spec: CanarySpec,
+    decision: Decision,
+    router: TrafficRouter,
+    services: list[dict[str, Any]],
+    parent_service: str,
+    canary_obj: dict[str, Any] | None,
+    parent_selector: dict[str, str],
+) -> None:
+    meta = cd["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    for action in decision.actions:
+        if isinstance(action, EnsureCanary):
+            manifest = canary_deployment(name, uid, spec, parent_selector)
+            cluster.ensure_deployment(namespace, manifest, canary_obj)
+            by_name = {s["metadata"]["name"]: s for s in services}
+            if parent_service in by_name:
+                svc = canary_service(name, uid, by_name[parent_service])
+                cluster.ensure_service(
+                    namespace, svc, by_name.get(canary_service_name(parent_service))
+                )
+        elif isinstance(action, SetWeights):
+            router.set_weight(action.split)
+        elif isinstance(action, SetMatch):
+            router.set_match_route(action.match)
+        elif isinstance(action, CopyTemplateToParent):
+            cluster.copy_template_to_parent(
+                namespace, spec.parent, spec.template, spec.template_hash
+            )
+        elif isinstance(action, Cleanup):
+            router.remove_managed_routes()
+            cluster.delete_owned(namespace, name, uid)
+
+
+def _report(
+    cluster: Cluster, cd: Mapping[str, Any], status: Status, previous: Mapping[str, Any]
+) -> None:
+    meta = cd["metadata"]
+    body = status_body(status, int(meta.get("generation") or 0), previous, now())
+    if same_status(previous, body):
+        return
+    cluster.write_status(meta["namespace"], meta["name"], body)
+    for t in transitions(previous, body):
+        cluster.event(cd, t.type, t.reason, t.message)
+
+
+def finalize(cluster: Cluster, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+    """Before the finalizer goes: restore the route, delete managed routes and canary objects."""
+    meta = body["metadata"]
+    previous = body.get("status") or {}
+    if previous.get("phase") != "Terminating":
+        terminating = dict(previous, phase="Terminating", message="restoring the route")
+        cluster.write_status(namespace, name, terminating)
+    owner = Owner(name, meta["uid"], namespace)
+    try:
+        spec = parse_spec(body.get("spec") or {})
+        router = _router(cluster, spec, owner, frozenset())
+        router.remove_managed_routes()
+    except (SpecError, UnknownRouter) as err:
+        log.warning("canary %s/%s: cannot restore its route: %s", namespace, name, err)
+    cluster.delete_owned(namespace, name, meta["uid"])
+    metrics.forget_canary(namespace, name)

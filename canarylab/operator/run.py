@@ -1,0 +1,60 @@
+"""Start the controller: resolve the cluster, wire the handlers, run kopf standalone.
+
+Used by ``canarylab controller``; it blocks until the process is signalled. It must
+never be imported by library code that runs in a notebook (it registers handlers in
+kopf's default registry when it starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from canarylab import kube
+
+
+def run(
+    kubeconfig: str | Path | None = None,
+    namespaces: Sequence[str] = (),
+    metrics_port: int | None = None,
+    liveness: str | None = None,
+    verbose: bool = False,
+) -> None:
+    """Run the controller over ``namespaces`` (all namespaces when empty)."""
+    import kopf
+
+    from canarylab.operator import handlers, metrics
+    from canarylab.operator.cluster import Cluster
+
+    target = kube.resolve(kubeconfig)
+    # kopf logs in on its own; point it at the same kubeconfig as our client.
+    os.environ["KUBECONFIG"] = str(target.kubeconfig)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    api = kube.api_client(target.kubeconfig, target.context)
+    # one connection per worker thread, so passes for many canaries do not queue on the pool
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+    handlers.configure(Cluster(api))
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
+    logging.getLogger("canarylab.controller").info(
+        "controller: cluster %s (%s), %s",
+        target.kubeconfig,
+        target.source,
+        f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
+    )
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness,
+        )
+    )
