@@ -44,6 +44,8 @@ class RunbookParameters:
     probe_target: str | None = None
     probe_rate: float = 200
     probe_classifier: str = "header:X-Canarylab-Version"
+    probe_headers: Mapping[str, str] | None = None
+    """Request headers; with the sandbox gateway, ``Host`` defaults to the route's host."""
     output_dir: str = "out/rollout"
     dry_run: bool = False
     kubeconfig: str | None = None
@@ -121,14 +123,25 @@ class RolloutSession:
         return "\n".join(lines)
 
     def start_probe(self) -> ProbeFeed:
-        target = self.params.probe_target or _sandbox_gateway()
+        """Start the probe against ``probe_target`` (default: the sandbox gateway)."""
+        p = self.params
+        headers = dict(p.probe_headers or {})
+        target = p.probe_target
+        if not target:
+            from canarylab.dataplane.routes import sandbox_host
+
+            target = _sandbox_gateway().rstrip("/") + "/"
+            headers.setdefault("Host", sandbox_host(p.route or p.parent, p.namespace))
         self.feed = ProbeFeed.start(
             target,
-            rate=self.params.probe_rate,
-            classifier=self.params.probe_classifier,
+            rate=p.probe_rate,
+            classifier=p.probe_classifier,
+            headers=headers,
             recorder=self.recorder,
         )
-        self.recorder.update_metadata(probe={"target": target, "rate": self.params.probe_rate})
+        self.recorder.update_metadata(
+            probe={"target": target, "rate": p.probe_rate, "headers": headers}
+        )
         return self.feed
 
     def run(self) -> PlanOutcome:
