@@ -1,8 +1,8 @@
 """Where canarylab connects: the one place that turns "which cluster" into a client.
 
 Resolution order, the same for the CLI, notebooks, runbooks and the controller:
-an explicit kubeconfig path, else ``$KUBECONFIG``, else the local sandbox when it
-is running. A missing target is an error that says how to get one, never a
+an explicit kubeconfig path, else ``$KUBECONFIG``, else the pod's service account
+when running inside a cluster, else the local sandbox when it is running. A missing target is an error that says how to get one, never a
 silent fall-back to some other cluster.
 """
 
@@ -25,10 +25,18 @@ class NoClusterError(CanarylabError):
 class Target:
     """A resolved cluster: the kubeconfig file, the context in it, and where it came from."""
 
-    kubeconfig: Path
+    kubeconfig: Path | None
+    """None for ``in-cluster`` (the pod's service-account token)."""
     context: str | None
     source: str
-    """``argument``, ``KUBECONFIG`` or ``sandbox``."""
+    """``argument``, ``KUBECONFIG``, ``in-cluster`` or ``sandbox``."""
+
+
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and SERVICE_ACCOUNT_TOKEN.exists()
 
 
 def resolve(kubeconfig: str | Path | None = None, context: str | None = None) -> Target:
@@ -44,6 +52,8 @@ def resolve(kubeconfig: str | Path | None = None, context: str | None = None) ->
         if not first.exists():
             raise NoClusterError(f"KUBECONFIG points at {first}, which does not exist")
         return Target(first, context, "KUBECONFIG")
+    if _in_cluster():
+        return Target(None, None, "in-cluster")
     from canarylab.sandbox import Sandbox
 
     sandbox = Sandbox()
@@ -60,4 +70,8 @@ def api_client(
 ) -> client.ApiClient:
     """A ``kubernetes.client.ApiClient`` for the resolved target."""
     target = resolve(kubeconfig, context)
+    if target.kubeconfig is None:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
     return config.new_client_from_config(config_file=str(target.kubeconfig), context=target.context)

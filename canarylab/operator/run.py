@@ -31,7 +31,8 @@ def run(
 
     target = kube.resolve(kubeconfig)
     # kopf logs in on its own; point it at the same kubeconfig as our client.
-    os.environ["KUBECONFIG"] = str(target.kubeconfig)
+    if target.kubeconfig is not None:  # in-cluster: kopf finds the pod's token itself
+        os.environ["KUBECONFIG"] = str(target.kubeconfig)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -46,7 +47,7 @@ def run(
         metrics.serve(metrics_port)
     logging.getLogger("canarylab.controller").info(
         "controller: cluster %s (%s), %s",
-        target.kubeconfig,
+        target.kubeconfig or "(service account)",
         target.source,
         f"namespaces {', '.join(namespaces)}" if namespaces else "all namespaces",
     )
