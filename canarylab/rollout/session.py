@@ -130,7 +130,7 @@ class RolloutSession:
         if not target:
             from canarylab.dataplane.routes import sandbox_host
 
-            target = _sandbox_gateway().rstrip("/") + "/"
+            target = _sandbox_gateway(self.target).rstrip("/") + "/"
             headers.setdefault("Host", sandbox_host(p.route or p.parent, p.namespace))
         self.feed = ProbeFeed.start(
             target,
@@ -197,10 +197,17 @@ def _failed_rows(record_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _sandbox_gateway() -> str:
+def _sandbox_gateway(target: Any) -> str:
+    """The gateway of the sandbox the kubeconfig belongs to (else the default sandbox)."""
     from canarylab.sandbox import Sandbox
 
-    gateway = Sandbox().status().get("gateway")
+    sandbox = Sandbox()
+    kubeconfig = getattr(target, "kubeconfig", None)
+    if kubeconfig is not None and Path(kubeconfig).name == "kubeconfig":
+        candidate = Sandbox(Path(kubeconfig).parent)
+        if candidate.kubeconfig == Path(kubeconfig):
+            sandbox = candidate
+    gateway = sandbox.status().get("gateway")
     if not gateway:
         from canarylab.rollout.resource import RolloutError
 
