@@ -169,6 +169,7 @@ def _run_step(
         weight=step.weight,
         hold_s=step.hold_s,
         state="started",
+        since=started,
         message=f"step {index + 1}: weight {step.weight}%, holding {step.hold_s:g}s",
     )
     t0 = clock.monotonic()
@@ -201,6 +202,8 @@ def _run_step(
         hold_s=step.hold_s,
         state="passed",
         summary=summary,
+        since=started,
+        until=ended,
         message=f"step {index + 1} passed ({summary['verdict']})",
     )
     return StepResult(index, step.weight, started, ended, tuple(verdicts), summary)
@@ -228,6 +231,8 @@ def _fail(
         weight=weight,
         state="failed",
         summary=summary,
+        since=started,
+        until=ended,
         message=f"step {index + 1} failed: {failed}",
     )
     rolled_back = True
