@@ -66,25 +66,24 @@ def timeline(
     events = frames.empty_events() if events is None else events
     data = frames.traffic(samples, max_points=max_points)
     fig = timeline_layout(title if data.bucket_s == 1 else f"{title} ({data.bucket_s}s buckets)")
-    x = data.time
+    x = frames.naive_utc(data.time)
+    traces, rows = [], []
     for version in data.versions:
         color = version_color(version, data.versions)
         common = {"name": version, "legendgroup": version, "line": {"color": color}}
-        fig.add_trace(
-            go.Scattergl(x=x, y=data.share[version], mode="lines", **common), row=1, col=1
-        )
-        fig.add_trace(
-            go.Scattergl(
-                x=x, y=data.failures_per_s[version], mode="lines", showlegend=False, **common
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scattergl(x=x, y=data.p99_ms[version], mode="lines", showlegend=False, **common),
-            row=3,
-            col=1,
-        )
+        for row, values in enumerate((data.share, data.failures_per_s, data.p99_ms), start=1):
+            traces.append(
+                go.Scattergl(
+                    x=x,
+                    y=values[version].to_numpy(dtype=float),
+                    mode="lines",
+                    showlegend=row == 1,
+                    **common,
+                )
+            )
+            rows.append(row)
+    if traces:  # one add_traces: plotly re-validates the figure once, not per trace
+        fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
     add_weight_traces(fig, frames.weight_line(events, max_points=max_points))
     annotate_actions(fig, frames.actions(events))
     return fig
@@ -98,7 +97,7 @@ def add_weight_traces(fig: go.Figure, line: frames.WeightLine) -> None:
     ):
         fig.add_trace(
             go.Scatter(
-                x=line.time,
+                x=frames.naive_utc(line.time),
                 y=values,
                 name=name,
                 mode="lines",
@@ -119,7 +118,7 @@ def annotate_actions(fig: go.Figure, acted: pd.DataFrame) -> None:
         return
     fig.add_trace(
         go.Scattergl(
-            x=acted["time"],
+            x=frames.naive_utc(acted["time"]),
             y=np.full(len(acted), 102.0),
             mode="markers",
             name="operator action",
@@ -131,6 +130,7 @@ def annotate_actions(fig: go.Figure, acted: pd.DataFrame) -> None:
         col=1,
     )
     last = acted.iloc[-MAX_ACTION_LINES:]
+    last_times = [str(t) for t in frames.naive_utc(last["time"])]
     # One layout update with plain dicts: add_vline per action re-validates the whole
     # layout each call (about 0.2 s each).
     shapes = [
@@ -144,7 +144,7 @@ def annotate_actions(fig: go.Figure, acted: pd.DataFrame) -> None:
             "y1": 1,
             "line": {"width": 1, "dash": "dot", "color": "#999"},
         }
-        for at in last["time"]
+        for at in last_times
     ]
     notes = [
         {
@@ -159,7 +159,7 @@ def annotate_actions(fig: go.Figure, acted: pd.DataFrame) -> None:
             "yanchor": "top",
             "font": {"size": 9, "color": "#555"},
         }
-        for at, message in zip(last["time"], last["message"], strict=True)
+        for at, message in zip(last_times, last["message"], strict=True)
     ]
     fig.update_layout(
         shapes=[*fig.layout.shapes, *shapes], annotations=[*fig.layout.annotations, *notes]
@@ -220,7 +220,7 @@ def latency_distribution(
     """
     fig = go.Figure()
     if requests is not None and not requests.empty:
-        versions = list(dict.fromkeys(requests["version"].astype(str)))
+        versions = frames.first_seen(requests["version"])
         for version in versions:
             values = requests.loc[requests["version"].astype(str) == version, "latency_ms"].dropna()
             if len(values) > max_points:
@@ -237,7 +237,7 @@ def latency_distribution(
         fig.update_layout(barmode="overlay", xaxis_title="latency ms")
     else:
         frames.check_samples(samples)
-        versions = list(dict.fromkeys(samples["version"].astype(str)))
+        versions = frames.first_seen(samples["version"])
         for version in versions:
             part = samples[samples["version"].astype(str) == version]
             if len(part) > max_points:

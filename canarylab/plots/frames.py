@@ -56,6 +56,21 @@ def check_samples(samples: pd.DataFrame) -> None:
         )
 
 
+def first_seen(values: pd.Series) -> list[str]:
+    """Distinct values as strings, in the order they first appear (fast on Arrow strings)."""
+    return [str(v) for v in pd.unique(values.to_numpy(dtype=object))]
+
+
+def naive_utc(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """UTC times as ``datetime64[ns]`` without a zone: what plotly copies and serialises fast.
+
+    A tz-aware column becomes an object array of Timestamps, which plotly deep-copies
+    one by one; axes are labelled UTC instead.
+    """
+    index = pd.DatetimeIndex(pd.to_datetime(times, utc=True))
+    return index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
 def empty_events() -> pd.DataFrame:
     """An event frame with no rows and the right dtypes."""
     return pd.DataFrame(
@@ -246,9 +261,7 @@ def step_table(
     check_samples(samples)
     line = weight_line(events, max_points=10**9)
     seconds = pd.to_datetime(samples["second"], utc=True)
-    versions = list(
-        dict.fromkeys(samples.sort_values("second", kind="stable")["version"].astype(str))
-    )
+    versions = list(first_seen(samples.sort_values("second", kind="stable")["version"]))
     canary = canary or (versions[1] if len(versions) > 1 else None)
     columns = ["step", "weight", "start", "end", "requests", "canary_share", "error_rate", "p99_ms"]
     if len(line.time) == 0:

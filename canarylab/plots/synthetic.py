@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,3 +130,38 @@ def _row(
         "applied_weight": np.nan if applied is None else float(applied),
         "phase": phase,
     }
+
+
+def write_record(made: SyntheticRollout, path: str | Path, seconds_per_part: int = 60) -> Path:
+    """Write ``made`` as a canarylab record (docs/record.md) at ``path``; returns the path.
+
+    Samples go in Parquet parts of ``seconds_per_part`` seconds (the live recorder
+    writes about one a second); events go through the recorder, weights as
+    ``status`` events and operator actions as ``action`` events.
+    """
+    from canarylab.record import Recorder
+
+    out = Path(path)
+    with Recorder(out, metadata={"kind": "synthetic", "version": "v2", "name": "demo"}) as rec:
+        s = made.samples
+        key = (s["second"] - made.start).dt.total_seconds().astype(int) // seconds_per_part
+        for _, part in s.groupby(key, sort=True):
+            rec.samples(part)
+        for e in made.events.itertuples(index=False):
+            t = e.time.isoformat()
+            if e.kind == "action":
+                rec.event(
+                    "action", t=t, message=e.message, what=e.message.split(" ")[0], result="ok"
+                )
+            elif e.kind == "status":
+                rec.event(
+                    "status",
+                    t=t,
+                    message=e.message,
+                    phase=e.phase,
+                    desired_weight=None if np.isnan(e.desired_weight) else int(e.desired_weight),
+                    applied_weight=None if np.isnan(e.applied_weight) else int(e.applied_weight),
+                )
+            else:
+                rec.event("event", t=t, message=e.message, reason="Pulled", type="Normal")
+    return out

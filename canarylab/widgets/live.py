@@ -106,25 +106,27 @@ class LiveChart:
         data = frames.traffic(samples, max_points=self.window.window_s)
         for version in data.versions:
             self._traces_for(version)
-        x = list(data.time)
+        x = frames.naive_utc(data.time)
         with self.figure.batch_update():
             for version in self._versions:
                 share_i, fail_i, p99_i = self._traces_for(version)
                 present = version in data.share.columns
                 self.figure.data[share_i].update(
-                    x=x, y=list(data.share[version]) if present else []
+                    x=x, y=data.share[version].to_numpy() if present else []
                 )
                 self.figure.data[fail_i].update(
-                    x=x, y=list(data.failures_per_s[version]) if present else []
+                    x=x, y=data.failures_per_s[version].to_numpy() if present else []
                 )
-                self.figure.data[p99_i].update(x=x, y=list(data.p99_ms[version]) if present else [])
+                self.figure.data[p99_i].update(
+                    x=x, y=data.p99_ms[version].to_numpy() if present else []
+                )
             if not weights.empty:
-                wx = list(weights["time"])
+                wx = frames.naive_utc(weights["time"])
                 self.figure.data[self._weight_traces[0]].update(
-                    x=wx, y=list(weights["desired_weight"])
+                    x=wx, y=weights["desired_weight"].to_numpy()
                 )
                 self.figure.data[self._weight_traces[1]].update(
-                    x=wx, y=list(weights["applied_weight"])
+                    x=wx, y=weights["applied_weight"].to_numpy()
                 )
         self.ticks += 1
         self.last_tick = TickCost(len(samples), time.perf_counter() - started)
