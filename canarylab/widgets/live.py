@@ -136,7 +136,8 @@ class LiveChart:
         """How many points the share trace of ``version`` shows now (0 if none)."""
         if version not in self._versions:
             return 0
-        return len(self.figure.data[self._traces_for(version)[0]].x or ())
+        x = self.figure.data[self._traces_for(version)[0]].x
+        return 0 if x is None else len(x)
 
     @property
     def versions(self) -> list[str]:
