@@ -20,7 +20,7 @@ from canarylab.dataplane.routes import RequestMatch, RouteRule, ValueMatch, orde
 
 MAX_WEIGHT = 256
 """HAProxy's largest server weight."""
-CHECK = "check inter 500 fall 1 rise 1"
+CHECK = "check inter 500 fall 3 rise 1"
 """Health-check arguments of every server (a dynamic server ignores default-server)."""
 
 Endpoint = tuple[str, int]
@@ -197,6 +197,8 @@ def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = 
         "  timeout server 60s",
         "  timeout http-keep-alive 30s",
         "  timeout queue 10s",
+        # A busy demo app answers /readyz late, not never: that is no reason to drop it.
+        "  timeout check 3s",
         # A reload must not close a client's idle keep-alive connection under it.
         "  option idle-close-on-response",
         # A process stopped during a rollout must never become a failed request.

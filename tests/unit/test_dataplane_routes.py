@@ -1,0 +1,302 @@
+"""Route objects → gateway rules → HAProxy configuration: the pure translation."""
+
+from __future__ import annotations
+
+from canarylab.dataplane.haproxy import GatewayPlan, plan, quote, render, server_weights
+from canarylab.dataplane.routes import (
+    RequestMatch,
+    ValueMatch,
+    apisix_rules,
+    httproute_rules,
+    ordered,
+    sandbox_host,
+)
+from canarylab.dataplane.workloads import desired_workloads, service_endpoints
+
+
+def apisix(name: str = "web", namespace: str = "demo", rules: list[dict] | None = None) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "http": rules
+            or [
+                {
+                    "name": "main",
+                    "match": {"paths": ["/*"], "hosts": ["Web.Example.com"]},
+                    "backends": [
+                        {"serviceName": "web", "servicePort": 80, "weight": 95},
+                        {"serviceName": "web-canary", "servicePort": 80, "weight": 5},
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def test_apisix_rule_has_sandbox_host_declared_hosts_and_weights():
+    rules, problems = apisix_rules(apisix())
+    assert problems == []
+    (rule,) = rules
+    assert rule.hosts == ("web.demo.sandbox", "web.example.com")
+    assert rule.matches == (RequestMatch(),)  # "/*" matches every path
+    assert [(s.name, s.weight) for s in rule.services] == [("web", 95), ("web-canary", 5)]
+
+
+def test_apisix_exprs_become_header_cookie_and_query_matches():
+    rules, _ = apisix_rules(
+        apisix(
+            rules=[
+                {
+                    "name": "canary",
+                    "priority": 3,
+                    "match": {
+                        "paths": ["/api*", "/exact"],
+                        "methods": ["get"],
+                        "remoteAddrs": ["10.0.0.0/8"],
+                        "exprs": [
+                            {
+                                "subject": {"scope": "Header", "name": "X-Canary"},
+                                "op": "Equal",
+                                "value": "1",
+                            },
+                            {
+                                "subject": {"scope": "Cookie", "name": "c"},
+                                "op": "RegexMatch",
+                                "value": "^y",
+                            },
+                            {
+                                "subject": {"scope": "Query", "name": "q"},
+                                "op": "In",
+                                "set": ["a", "b"],
+                            },
+                        ],
+                    },
+                    "backends": [{"serviceName": "web-canary"}],
+                }
+            ]
+        )
+    )
+    (rule,) = rules
+    assert rule.priority == 3
+    (match,) = rule.matches
+    assert match.path_prefixes == ("/api",)
+    assert match.paths == ("/exact",)
+    assert match.methods == ("GET",)
+    assert match.remote_addrs == ("10.0.0.0/8",)
+    assert match.values == (
+        ValueMatch("header", "X-Canary", "exact", ("1",)),
+        ValueMatch("cookie", "c", "regex", ("^y",)),
+        ValueMatch("query", "q", "in", ("a", "b")),
+    )
+    assert rule.services[0].weight == 100  # APISIX's default weight
+
+
+def test_unsupported_apisix_expression_is_reported_and_rule_skipped():
+    rules, problems = apisix_rules(
+        apisix(
+            rules=[
+                {
+                    "name": "odd",
+                    "match": {
+                        "exprs": [
+                            {"subject": {"scope": "Body", "name": "x"}, "op": "Equal", "value": "1"}
+                        ]
+                    },
+                    "backends": [{"serviceName": "web"}],
+                }
+            ]
+        )
+    )
+    assert rules == []
+    assert "not supported" in problems[0].message
+
+
+def test_httproute_rules_matches_and_default_weight():
+    route = {
+        "metadata": {"name": "web", "namespace": "ns1"},
+        "spec": {
+            "hostnames": ["a.example"],
+            "rules": [
+                {
+                    "matches": [
+                        {
+                            "path": {"type": "PathPrefix", "value": "/"},
+                            "headers": [{"name": "x-canary", "value": "yes"}],
+                        }
+                    ],
+                    "backendRefs": [{"name": "web-canary", "port": 80}],
+                },
+                {
+                    "backendRefs": [
+                        {"name": "web", "port": 80, "weight": 3},
+                        {"name": "web-canary", "port": 80},
+                    ]
+                },
+            ],
+        },
+    }
+    rules, problems = httproute_rules(route)
+    assert problems == []
+    header_rule, split_rule = rules
+    assert header_rule.hosts == ("web.ns1.sandbox", "a.example")
+    assert header_rule.matches[0].values == (ValueMatch("header", "x-canary", "exact", ("yes",)),)
+    assert [(s.name, s.weight) for s in split_rule.services] == [("web", 3), ("web-canary", 1)]
+    assert ordered([split_rule, header_rule])[0] is header_rule
+
+
+def test_higher_priority_first_then_more_conditions():
+    rules, _ = apisix_rules(
+        apisix(
+            rules=[
+                {"name": "low", "backends": [{"serviceName": "a"}]},
+                {"name": "high", "priority": 5, "backends": [{"serviceName": "b"}]},
+                {
+                    "name": "specific",
+                    "match": {
+                        "exprs": [
+                            {
+                                "subject": {"scope": "Header", "name": "h"},
+                                "op": "Equal",
+                                "value": "v",
+                            }
+                        ]
+                    },
+                    "backends": [{"serviceName": "c"}],
+                },
+            ]
+        )
+    )
+    assert [r.rule for r in ordered(rules)] == ["high", "specific", "low"]
+
+
+def test_routes_in_different_namespaces_get_different_hosts():
+    assert sandbox_host("web", "t-1") != sandbox_host("web", "t-2")
+
+
+def test_server_weights_follow_route_weights_across_processes():
+    stable = [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)]
+    canary = [("127.0.0.1", 9)]
+    for weight in (1, 5, 25, 50, 99):
+        weights = server_weights([(100 - weight, stable), (weight, canary)])
+        share = weights[canary[0]] / sum(weights.values())
+        assert abs(share - weight / 100) < 0.005, (weight, weights)
+        assert max(weights.values()) == 256
+
+
+def test_zero_weight_and_missing_endpoints():
+    a, b = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    assert server_weights([(100, [a]), (0, [b])]) == {a: 256, b: 0}
+    assert server_weights([(0, [a])]) == {a: 0}
+    assert server_weights([(50, [a]), (50, [])]) == {a: 256}
+
+
+def test_rendered_config_routes_hosts_and_matches_to_backends():
+    rules, _ = apisix_rules(
+        apisix(
+            rules=[
+                {
+                    "name": "canary",
+                    "priority": 1,
+                    "match": {
+                        "exprs": [
+                            {
+                                "subject": {"scope": "Header", "name": "X-Canary"},
+                                "op": "Equal",
+                                "value": "it's",
+                            }
+                        ]
+                    },
+                    "backends": [{"serviceName": "web-canary"}],
+                },
+                {"name": "main", "backends": [{"serviceName": "web"}]},
+            ]
+        )
+    )
+    gateway = plan(rules, {("demo", "web"): [("127.0.0.1", 5001)], ("demo", "web-canary"): []})
+    text = render(gateway, 8080, "/tmp/admin.sock")  # type: ignore[arg-type]
+    canary, main = gateway.backends
+    assert canary.servers == ()
+    assert [s.name for s in main.servers] == ["p5001"]
+    assert "bind 127.0.0.1:8080" in text
+    assert "req.hdr(host),lower,field(1,:) -m str 'web.demo.sandbox'" in text
+    assert "req.hdr('x-canary') -m str \"it's\"" in text
+    # The header rule is tried before the catch-all.
+    assert text.index(f"use_backend {canary.name}") < text.index(f"use_backend {main.name}")
+    assert "server p5001 127.0.0.1:5001 weight 256" in text
+    structure = render(gateway, 8080, "/tmp/admin.sock", servers=False)  # type: ignore[arg-type]
+    assert "server p5001" not in structure
+    # Only weights differ → same structure → no reload needed.
+    other = plan(rules, {("demo", "web"): [("127.0.0.1", 5002)]})
+    assert render(other, 8080, "/tmp/admin.sock", servers=False) == structure  # type: ignore[arg-type]
+
+
+def test_quote_keeps_values_literal():
+    assert quote("a b") == "'a b'"
+    assert quote("it's $HOME") == '"it\'s \\$HOME"'
+
+
+def test_empty_plan_renders():
+    assert "default_backend no_route" in render(GatewayPlan(()), 1, "/s")  # type: ignore[arg-type]
+
+
+def demo_deployment(name: str, image: str, labels: dict, replicas: int | None = 2) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": "demo"},
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "env": [{"name": "DEMO_MESSAGE", "value": "hi"}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def test_only_demo_image_deployments_become_workloads():
+    workloads = desired_workloads(
+        [
+            demo_deployment("web", "canarylab/demo:v1", {"app": "web"}),
+            demo_deployment("other", "nginx:1.25", {"app": "other"}),
+            demo_deployment("none", "canarylab/demo:v3", {"app": "none"}, replicas=None),
+        ]
+    )
+    assert [(w.name, w.tag, w.replicas) for w in workloads] == [("web", "v1", 2), ("none", "v3", 1)]
+    assert workloads[0].env == (("DEMO_MESSAGE", "hi"),)
+
+
+def test_template_change_changes_revision_but_replicas_do_not():
+    a = desired_workloads([demo_deployment("web", "canarylab/demo:v1", {"app": "web"})])[0]
+    b = desired_workloads([demo_deployment("web", "canarylab/demo:v2", {"app": "web"})])[0]
+    c = desired_workloads([demo_deployment("web", "canarylab/demo:v1", {"app": "web"}, 5)])[0]
+    assert a.revision != b.revision
+    assert a.revision == c.revision
+
+
+def test_services_select_workloads_by_template_labels():
+    workloads = desired_workloads(
+        [
+            demo_deployment("web", "canarylab/demo:v1", {"app": "web", "track": "stable"}),
+            demo_deployment("web-canary", "canarylab/demo:v2", {"app": "web", "track": "canary"}),
+        ]
+    )
+    services = [
+        {"metadata": {"name": "all", "namespace": "demo"}, "spec": {"selector": {"app": "web"}}},
+        {
+            "metadata": {"name": "canary", "namespace": "demo"},
+            "spec": {"selector": {"track": "canary"}},
+        },
+        {"metadata": {"name": "none", "namespace": "demo"}, "spec": {}},
+    ]
+    ready = {("demo", "web"): [("127.0.0.1", 1)], ("demo", "web-canary"): [("127.0.0.1", 2)]}
+    endpoints = service_endpoints(services, workloads, ready)
+    assert endpoints[("demo", "all")] == [("127.0.0.1", 1), ("127.0.0.1", 2)]
+    assert endpoints[("demo", "canary")] == [("127.0.0.1", 2)]
+    assert endpoints[("demo", "none")] == []
