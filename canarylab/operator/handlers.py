@@ -54,6 +54,24 @@ def poke(namespace: str, name: str) -> None:
         event.set()
 
 
+@kopf.on.login()
+def _login(**_: Any) -> kopf.ConnectionInfo:
+    """Log kopf in exactly as our own client is (kubeconfig resolved by canarylab.kube)."""
+    conf = _cluster().api_client.configuration
+    token = (conf.api_key or {}).get("authorization") or (conf.api_key or {}).get("BearerToken")
+    if token and token.lower().startswith("bearer "):
+        token = token[7:]
+    return kopf.ConnectionInfo(
+        server=conf.host,
+        ca_path=conf.ssl_ca_cert,
+        insecure=not conf.verify_ssl,
+        token=token or None,
+        certificate_path=conf.cert_file,
+        private_key_path=conf.key_file,
+        default_namespace="default",
+    )
+
+
 @kopf.on.startup()
 def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,9 +29,8 @@ def run(
     from canarylab.operator.cluster import Cluster
 
     target = kube.resolve(kubeconfig)
-    # kopf logs in on its own; point it at the same kubeconfig as our client.
-    if target.kubeconfig is not None:  # in-cluster: kopf finds the pod's token itself
-        os.environ["KUBECONFIG"] = str(target.kubeconfig)
+    # kopf logs in through handlers._login, from the client built here (kubeconfig or
+    # in-cluster service account alike).
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
