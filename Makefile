@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := haproxy wrk
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint format unit integration venv system-deps sandbox-up sandbox-down clean
+.PHONY: help demo demo-bad test lint format unit integration venv system-deps sandbox-up sandbox-down clean
 
 help:
 	@echo "make demo   - bring the sandbox up and run the main job (see README)"
+	@echo "make demo-bad - the same with a canary failing 20% of requests: gates roll it back"
 	@echo "make test   - install what the tests need, lint, type-check and run all tests"
 	@echo "make lint   - ruff, ruff format --check, mypy, import-linter"
 	@echo "make unit   - fast tests of pure logic only"
@@ -48,6 +49,9 @@ test: venv system-deps lint
 
 demo: venv system-deps
 	$(BIN)/canarylab demo
+
+demo-bad: venv system-deps
+	$(BIN)/canarylab demo --bad
 
 sandbox-up: venv system-deps
 	$(BIN)/canarylab sandbox up
