@@ -14,6 +14,8 @@ import click
 from canarylab import __version__
 from canarylab.cli.controller import controller, install_crds
 from canarylab.cli.demo import demo
+from canarylab.cli.demoapp import demo_app
+from canarylab.cli.probe import probe
 from canarylab.cli.rollout import COMMANDS as rollout_commands
 from canarylab.cli.run import run
 from canarylab.cli.sandbox import sandbox
@@ -28,6 +30,8 @@ def cli() -> None:
 
 cli.add_command(sandbox)
 cli.add_command(demo)
+cli.add_command(probe)
+cli.add_command(demo_app)
 cli.add_command(controller)
 cli.add_command(install_crds)
 cli.add_command(run)

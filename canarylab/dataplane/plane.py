@@ -57,6 +57,8 @@ class PlaneSettings:
     """The gateway's port on 127.0.0.1."""
     interval: float = 0.2
     """Seconds between two looks at the API server."""
+    idle_interval: float = 1.0
+    """The same, while no demo app runs and no route exists."""
 
     @property
     def config_path(self) -> Path:
@@ -165,7 +167,11 @@ async def run(settings: PlaneSettings) -> None:
                             applier.structure = None  # re-apply in full next time
                             last_plan = None
                     runner.stop_drained(applier.drained)
+                # An idle data plane (no demo app, no route) looks less often.
+                busy = objects is None or runner.processes or (last_plan and last_plan.backends)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), settings.interval)
+                    await asyncio.wait_for(
+                        stop.wait(), settings.interval if busy else settings.idle_interval
+                    )
         finally:
             await runner.close()

@@ -143,6 +143,8 @@ class Probe:
         self._pattern = re.compile(settings.body_regex) if settings.body_regex else None
         self._started = 0.0
         self._done = asyncio.Event()
+        self.result: ProbeResult | None = None
+        """Set when ``run()`` (or ``stream()``) has finished."""
 
     async def _one(self, session: aiohttp.ClientSession) -> None:
         s = self.settings
@@ -225,7 +227,8 @@ class Probe:
         finally:
             self._done.set()
         elapsed = time.perf_counter() - self._t0
-        return ProbeResult(self._recorder.frame(), elapsed)
+        self.result = ProbeResult(self._recorder.frame(), elapsed)
+        return self.result
 
     async def stream(self) -> AsyncIterator[pd.DataFrame]:
         """Run the probe and yield each completed second's samples as it closes.

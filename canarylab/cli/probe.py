@@ -1,0 +1,174 @@
+"""``canarylab probe URL``: send traffic, count original vs canary vs failed.
+
+A live per-second table while it runs, then a summary; ``--json`` prints only one JSON
+summary (``total``, ``by_version``, ``failed``, ``rps``, ``latency_ms``) for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _headers(values: tuple[str, ...], host: str | None) -> tuple[tuple[str, str], ...]:
+    out = []
+    for value in values:
+        name, sep, rest = value.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r} is not 'Name: value'", param_hint="--header")
+        out.append((name.strip(), rest.strip()))
+    if host:
+        out.append(("Host", host))
+    return tuple(out)
+
+
+@click.command()
+@click.argument("url")
+@click.option("-d", "--duration", default=10.0, show_default=True, help="Seconds to run.")
+@click.option(
+    "-r",
+    "--rate",
+    type=float,
+    default=None,
+    help="Target requests/s (default: as fast as the connections go).",
+)
+@click.option("-c", "--connections", default=20, show_default=True, help="Concurrent connections.")
+@click.option(
+    "-H", "--header", "header", multiple=True, help="Request header 'Name: value' (repeatable)."
+)
+@click.option(
+    "--host", default=None, help="Host header, e.g. web.demo.sandbox for the sandbox gateway."
+)
+@click.option(
+    "--classify-header",
+    default="X-Canarylab-Version",
+    show_default=True,
+    help="Response header naming the version.",
+)
+@click.option(
+    "--body-regex", default=None, help="Classify by body instead (first group, or the whole match)."
+)
+@click.option(
+    "--timeout", default=5.0, show_default=True, help="Seconds before a request is a timeout."
+)
+@click.option(
+    "-n",
+    "--requests",
+    "max_requests",
+    type=int,
+    default=None,
+    help="Stop after this many requests.",
+)
+@click.option(
+    "--engine", type=click.Choice(["asyncio", "wrk"]), default="asyncio", show_default=True
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write samples to a .parquet or .csv file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary and nothing else.")
+def probe(
+    url: str,
+    duration: float,
+    rate: float | None,
+    connections: int,
+    header: tuple[str, ...],
+    host: str | None,
+    classify_header: str,
+    body_regex: str | None,
+    timeout: float,
+    max_requests: int | None,
+    engine: str,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Send requests to URL and count responses by version and failures by kind."""
+    from canarylab.probe import Probe, ProbeResult, ProbeSettings
+
+    try:
+        settings = ProbeSettings(
+            url=url,
+            duration=duration,
+            rate=rate,
+            connections=connections,
+            headers=_headers(header, host),
+            timeout=timeout,
+            classify_header=classify_header,
+            body_regex=body_regex,
+            max_requests=max_requests,
+        )
+    except (ValueError, TypeError) as err:
+        raise click.BadParameter(str(err)) from err
+    result: ProbeResult
+    if engine == "wrk":
+        from canarylab.probe.wrk import run_wrk
+
+        try:
+            result = run_wrk(settings)
+        except (ValueError, RuntimeError) as err:
+            raise click.ClickException(str(err)) from err
+    elif as_json:
+        result = asyncio.run(Probe(settings).run())
+    else:
+        result = asyncio.run(_live(Probe(settings)))
+    summary = result.summary()
+    if out is not None:
+        summary["samples_file"] = str(result.write(out))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        _print_summary(summary)
+
+
+async def _live(probe: Any) -> Any:
+    """Run the probe, printing one table row per (second, version) as seconds close."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(
+        "second", "version", "requests", "ok", "http_err", "timeout", "conn_err", "p50 ms", "p99 ms"
+    )
+    console.print(table)
+    async for samples in probe.stream():
+        for row in samples.itertuples():
+            console.print(
+                f"{row.second:%H:%M:%S}  {row.version:<12} {row.requests:>8} {row.ok:>8} "
+                f"{row.http_errors:>8} {row.timeouts:>7} {row.conn_errors:>8} "
+                f"{row.p50_ms:>8.1f} {row.p99_ms:>8.1f}",
+                highlight=False,
+            )
+    return probe.result
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    total = summary["total"] or 1
+    table = Table("version", "responses", "share", "p50 ms", "p95 ms", "p99 ms", title="by version")
+    for version, count in summary["by_version"].items():
+        lat = summary["latency_ms"].get(version, {})
+        table.add_row(
+            version,
+            str(count),
+            f"{100 * count / total:.1f}%",
+            *(f"{lat[k]:.1f}" if k in lat else "-" for k in ("p50_ms", "p95_ms", "p99_ms")),
+        )
+    console.print(table)
+    failed = summary["failed"]
+    console.print(
+        f"total {summary['total']}  rps {summary['rps']}  failed {summary['failed_total']} "
+        f"(http_errors {failed['http_errors']}, timeouts {failed['timeouts']}, "
+        f"conn_errors {failed['conn_errors']})"
+    )
+    if "samples_file" in summary:
+        console.print(f"samples written to {summary['samples_file']}")
