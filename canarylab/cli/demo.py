@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 NAMESPACE = "demo"
@@ -147,7 +148,7 @@ def _report(console: Console, out: Path, notebook: Path, error: str | None, bad:
     try:
         write_report(out / "record", html)
     except Exception as err:  # the rollout happened; say why the picture is missing
-        console.print(f"[red]could not write the HTML report: {err}")
+        console.print(f"[red]could not write the HTML report:[/] {escape(str(err))}")
         html = Path("")
     console.print(f"executed notebook: {notebook}")
     console.print(f"record:            {out / 'record'}")
@@ -155,12 +156,13 @@ def _report(console: Console, out: Path, notebook: Path, error: str | None, bad:
         console.print(f"report:            {html}")
     if bad:
         if outcome == "rolled-back":
-            console.print(f"[green]the gates caught the bad canary and rolled it back:[/] {error}")
+            console.print("[green]the gates caught the bad canary and rolled it back:[/]")
+            console.print(escape(str(error)))
             return True
-        console.print(f"[red]expected a rollback, got outcome {outcome!r}: {error or 'no error'}")
+        console.print(f"[red]expected a rollback, got outcome {outcome!r}:[/] {escape(str(error))}")
         return False
     if error is not None or outcome != "succeeded":
-        console.print(f"[red]the rollout did not succeed ({outcome}): {error}")
+        console.print(f"[red]the rollout did not succeed ({outcome}):[/] {escape(str(error))}")
         return False
     console.print("[green]rollout succeeded: the parent now runs v2 and the canary is gone")
     return True

@@ -33,17 +33,30 @@ class TrafficSource(Protocol):
 class GateFailed(RolloutError):
     """A gate failed; the rollout was rolled back before this was raised."""
 
-    def __init__(self, verdict: g.Verdict, step: int, weight: int, rolled_back: bool) -> None:
+    def __init__(
+        self,
+        verdict: g.Verdict,
+        step: int,
+        weight: int,
+        rolled_back: bool,
+        others: tuple[g.Verdict, ...] = (),
+    ) -> None:
         self.verdict = verdict
         self.step = step
         self.weight = weight
         self.rolled_back = rolled_back
+        self.verdicts = (verdict, *others)
         numbers = ", ".join(f"{k}={g._fmt(v)}" for k, v in verdict.numbers.items())
-        p = verdict.numbers.get("p_value")
-        p_text = f" p-value {g._fmt(p)};" if p is not None else ""
+        p_values = "; ".join(
+            f"{v.gate} {v.outcome}, p-value {g._fmt(v.numbers['p_value'])}"
+            for v in self.verdicts
+            if v.numbers.get("p_value") is not None
+        )
         super().__init__(
-            f"gate {verdict.gate} failed at step {step + 1} (weight {weight}%):{p_text} "
-            f"{verdict.reason} [{numbers}]; "
+            f"gate {verdict.gate} failed at step {step + 1} (weight {weight}%): "
+            f"{verdict.reason} ({numbers})"
+            + (f"; comparisons: {p_values}" if p_values else "")
+            + "; "
             + (
                 "the canary was rolled back (route 100% parent, canary deleted)"
                 if rolled_back
@@ -247,7 +260,8 @@ def _fail(
         outcome="rolled-back" if rolled_back else "failed",
         message=f"gate {failed.gate} failed at step {index + 1}",
     )
-    raise GateFailed(failed, index, weight, rolled_back)
+    others = tuple(v for v in verdicts if v is not failed)
+    raise GateFailed(failed, index, weight, rolled_back, others)
 
 
 def _no_traffic() -> g.Traffic:
