@@ -143,6 +143,7 @@ class Probe:
         self._pattern = re.compile(settings.body_regex) if settings.body_regex else None
         self._started = 0.0
         self._done = asyncio.Event()
+        self._stopping = False
         self.result: ProbeResult | None = None
         """Set when ``run()`` (or ``stream()``) has finished."""
 
@@ -176,6 +177,8 @@ class Probe:
     async def _closed_loop(self, session: aiohttp.ClientSession, deadline: float) -> None:
         async def worker() -> None:
             while time.perf_counter() < deadline and self._budget_left():
+                if self._stopping:
+                    return
                 self._issued += 1
                 await self._one(session)
 
@@ -191,6 +194,8 @@ class Probe:
                 await self._one(session)
 
         while (now := time.perf_counter()) < deadline and self._budget_left():
+            if self._stopping:
+                break
             due = int((now - self._t0) * rate) + 1 - self._issued
             for _ in range(max(0, due)):
                 if not self._budget_left():
@@ -202,6 +207,10 @@ class Probe:
             await asyncio.sleep(min(0.005, 1 / rate))
         if tasks:
             await asyncio.gather(*tasks)
+
+    def stop(self) -> None:
+        """End the run early: no new request starts; those in flight finish."""
+        self._stopping = True
 
     async def run(self) -> ProbeResult:
         """Send load for the configured duration; return every result."""
