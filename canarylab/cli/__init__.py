@@ -13,9 +13,11 @@ import click
 
 from canarylab import __version__
 from canarylab.cli.controller import controller, install_crds
+from canarylab.cli.dashboard import dashboard
 from canarylab.cli.demo import demo
 from canarylab.cli.demoapp import demo_app
 from canarylab.cli.probe import probe
+from canarylab.cli.replay import replay
 from canarylab.cli.rollout import COMMANDS as rollout_commands
 from canarylab.cli.run import run
 from canarylab.cli.sandbox import sandbox
@@ -35,6 +37,8 @@ cli.add_command(demo_app)
 cli.add_command(controller)
 cli.add_command(install_crds)
 cli.add_command(run)
+cli.add_command(replay)
+cli.add_command(dashboard)
 for command in rollout_commands:  # status, weight, replace, abort
     cli.add_command(command)
 

@@ -9,7 +9,10 @@ cluster or reads files.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +59,85 @@ def timeline_layout(title: str = "canary rollout") -> go.Figure:
     return fig
 
 
+@functools.lru_cache(maxsize=1)
+def _base_layout() -> dict[str, Any]:
+    return timeline_layout("").layout.to_plotly_json()
+
+
+def timeline_spec(
+    samples: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    max_points: int = frames.DEFAULT_MAX_POINTS,
+    title: str = "canary rollout",
+) -> dict[str, Any]:
+    """The timeline as a plain plotly figure dict (``{"data": [...], "layout": {...}}``).
+
+    Built as a dict and validated once by :func:`timeline`: plotly re-validates the
+    whole figure on every ``add_trace``/``update_layout``, which on a loaded machine
+    costs seconds for a figure with a slider and many annotations.
+    """
+    events = frames.empty_events() if events is None else events
+    data = frames.traffic(samples, max_points=max_points)
+    layout = copy.deepcopy(_base_layout())
+    layout["title"] = {
+        "text": title if data.bucket_s == 1 else f"{title} ({data.bucket_s}s buckets)"
+    }
+    layout["xaxis4"]["title"] = {"text": "UTC"}
+    traces: list[dict[str, Any]] = []
+    x = frames.naive_utc(data.time)
+    for version in data.versions:
+        color = version_color(version, data.versions)
+        for row, values in enumerate((data.share, data.failures_per_s, data.p99_ms), start=1):
+            traces.append(
+                {
+                    "type": "scattergl",
+                    "x": x,
+                    "y": values[version].to_numpy(dtype=float),
+                    "mode": "lines",
+                    "name": version,
+                    "legendgroup": version,
+                    "showlegend": row == 1,
+                    "line": {"color": color},
+                    **_axes(row),
+                }
+            )
+    line = frames.weight_line(events, max_points=max_points)
+    for name, values, dash, color in (
+        ("desired weight", line.desired, "dash", "#444"),
+        ("applied weight", line.applied, "solid", "#17becf"),
+    ):
+        traces.append(
+            {
+                "type": "scatter",
+                "x": frames.naive_utc(line.time),
+                "y": values,
+                "name": name,
+                "mode": "lines",
+                "line": {"shape": "hv", "dash": dash, "color": color},
+                **_axes(4),
+            }
+        )
+    acted = frames.actions(events)
+    if not acted.empty:
+        traces.append(
+            {
+                "type": "scattergl",
+                "x": frames.naive_utc(acted["time"]),
+                "y": np.full(len(acted), 102.0),
+                "mode": "markers",
+                "name": "operator action",
+                "marker": {"symbol": "triangle-down", "size": 9, "color": "#000"},
+                "text": acted["message"].astype(str).to_numpy(),
+                "hovertemplate": "%{text}<extra>action</extra>",
+                **_axes(4),
+            }
+        )
+        shapes, notes = action_marks(acted)
+        layout["shapes"] = [*layout.get("shapes", []), *shapes]
+        layout["annotations"] = [*layout.get("annotations", []), *notes]
+    return {"data": traces, "layout": layout}
+
+
 def timeline(
     samples: pd.DataFrame,
     events: pd.DataFrame | None = None,
@@ -63,76 +145,18 @@ def timeline(
     title: str = "canary rollout",
 ) -> go.Figure:
     """Response share, failures, p99 by version and the weight step lines, actions marked."""
-    events = frames.empty_events() if events is None else events
-    data = frames.traffic(samples, max_points=max_points)
-    fig = timeline_layout(title if data.bucket_s == 1 else f"{title} ({data.bucket_s}s buckets)")
-    x = frames.naive_utc(data.time)
-    traces, rows = [], []
-    for version in data.versions:
-        color = version_color(version, data.versions)
-        common = {"name": version, "legendgroup": version, "line": {"color": color}}
-        for row, values in enumerate((data.share, data.failures_per_s, data.p99_ms), start=1):
-            traces.append(
-                go.Scattergl(
-                    x=x,
-                    y=values[version].to_numpy(dtype=float),
-                    mode="lines",
-                    showlegend=row == 1,
-                    **common,
-                )
-            )
-            rows.append(row)
-    if traces:  # one add_traces: plotly re-validates the figure once, not per trace
-        fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
-    add_weight_traces(fig, frames.weight_line(events, max_points=max_points))
-    annotate_actions(fig, frames.actions(events))
-    return fig
+    return go.Figure(timeline_spec(samples, events, max_points, title))
 
 
-def add_weight_traces(fig: go.Figure, line: frames.WeightLine) -> None:
-    """Desired and applied weight on row 4, as step lines (``shape="hv"``)."""
-    for name, values, dash in (
-        ("desired weight", line.desired, "dash"),
-        ("applied weight", line.applied, "solid"),
-    ):
-        fig.add_trace(
-            go.Scatter(
-                x=frames.naive_utc(line.time),
-                y=values,
-                name=name,
-                mode="lines",
-                line={
-                    "shape": "hv",
-                    "dash": dash,
-                    "color": "#444" if dash == "dash" else "#17becf",
-                },
-            ),
-            row=4,
-            col=1,
-        )
+def _axes(row: int) -> dict[str, str]:
+    suffix = "" if row == 1 else str(row)
+    return {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
 
 
-def annotate_actions(fig: go.Figure, acted: pd.DataFrame) -> None:
-    """Operator actions: hover markers on the weight row, and lines for the last few."""
-    if acted.empty:
-        return
-    fig.add_trace(
-        go.Scattergl(
-            x=frames.naive_utc(acted["time"]),
-            y=np.full(len(acted), 102.0),
-            mode="markers",
-            name="operator action",
-            marker={"symbol": "triangle-down", "size": 9, "color": "#000"},
-            text=acted["message"].astype(str),
-            hovertemplate="%{text}<extra>action</extra>",
-        ),
-        row=4,
-        col=1,
-    )
+def action_marks(acted: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Dotted vertical lines and labels for the last :data:`MAX_ACTION_LINES` actions."""
     last = acted.iloc[-MAX_ACTION_LINES:]
     last_times = [str(t) for t in frames.naive_utc(last["time"])]
-    # One layout update with plain dicts: add_vline per action re-validates the whole
-    # layout each call (about 0.2 s each).
     shapes = [
         {
             "type": "line",
@@ -161,9 +185,7 @@ def annotate_actions(fig: go.Figure, acted: pd.DataFrame) -> None:
         }
         for at, message in zip(last_times, last["message"], strict=True)
     ]
-    fig.update_layout(
-        shapes=[*fig.layout.shapes, *shapes], annotations=[*fig.layout.annotations, *notes]
-    )
+    return shapes, notes
 
 
 def step_bars(table: pd.DataFrame, title: str = "per step") -> go.Figure:

@@ -13,6 +13,7 @@ Inputs follow the probe sample schema in docs/architecture.md (``second``,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,7 +136,8 @@ def traffic(
     bucket = bucket_seconds(lo, hi, max_points)
     ns = seconds.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     width = bucket * 1_000_000_000
-    key = (ns // width) * width
+    origin = pd.Timestamp(lo).as_unit("ns").value
+    key = origin + ((ns - origin) // width) * width  # buckets start at the first second
     failures = samples["http_errors"] + samples["timeouts"] + samples["conn_errors"]
     frame = pd.DataFrame(
         {
@@ -222,31 +224,71 @@ def state_at(
     Traffic is summed over the ``window_s`` seconds ending at ``at`` so a
     scrubbed-to second with little traffic still shows a stable share.
     """
-    at = pd.Timestamp(at)
-    at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
-    seen = events[pd.to_datetime(events["time"], utc=True) <= at].sort_values("time", kind="stable")
-    desired = seen["desired_weight"].dropna()
-    applied = seen["applied_weight"].dropna()
-    phase = seen["phase"].dropna()
-    phase = phase[phase.astype(str) != ""]
-    acted = seen[seen["kind"] == "action"]
-    seconds = pd.to_datetime(samples["second"], utc=True)
-    recent = samples[(seconds <= at) & (seconds > at - pd.Timedelta(seconds=window_s))]
-    by_version = recent.groupby("version")["requests"].sum()
-    total = float(by_version.sum())
-    failures = recent[list(FAILURE_COLUMNS)].to_numpy().sum() if not recent.empty else 0
-    return {
-        "time": at,
-        "phase": str(phase.iloc[-1]) if not phase.empty else "",
-        "desired_weight": float(desired.iloc[-1]) if not desired.empty else math.nan,
-        "applied_weight": float(applied.iloc[-1]) if not applied.empty else math.nan,
-        "last_action": str(acted["message"].iloc[-1]) if not acted.empty else "",
-        "requests": int(total),
-        "failures": int(failures),
-        "share": {
-            str(v): (100.0 * float(n) / total if total else 0.0) for v, n in by_version.items()
-        },
+    return states_at(samples, events, [at], window_s)[0]
+
+
+def states_at(
+    samples: pd.DataFrame,
+    events: pd.DataFrame,
+    times: Sequence[pd.Timestamp],
+    window_s: int = 10,
+) -> list[dict[str, object]]:
+    """:func:`state_at` for many seconds at once (cumulative sums and binary search)."""
+    at = pd.DatetimeIndex([_utc(t) for t in times])
+    at_ns = at.as_unit("ns").asi8
+    ev = events.sort_values("time", kind="stable")
+    ev_ns = pd.DatetimeIndex(pd.to_datetime(ev["time"], utc=True)).as_unit("ns").asi8
+    seen = np.searchsorted(ev_ns, at_ns, side="right")  # events at or before each time
+
+    def last_known(values: pd.Series) -> list[object]:
+        keep = values.notna().to_numpy().copy()
+        if values.dtype == object:
+            keep &= values.astype(str).ne("").to_numpy()
+        carried = values.where(keep).ffill().to_numpy(dtype=object)
+        return [carried[i - 1] if i > 0 else None for i in seen]
+
+    desired = last_known(ev["desired_weight"].astype(float))
+    applied = last_known(ev["applied_weight"].astype(float))
+    phase = last_known(ev["phase"].astype(object))
+    acted = ev["message"].where(ev["kind"] == "action").astype(object)
+    last_action = last_known(acted)
+
+    versions = first_seen(samples["version"]) if len(samples) else []
+    sec_ns = pd.DatetimeIndex(pd.to_datetime(samples["second"], utc=True)).as_unit("ns").asi8
+    order = np.argsort(sec_ns, kind="stable")
+    sec_sorted = sec_ns[order]
+    req = samples["requests"].to_numpy(dtype=np.float64)[order]
+    fail = samples[list(FAILURE_COLUMNS)].to_numpy(dtype=np.float64).sum(axis=1)[order]
+    ver = samples["version"].astype(str).to_numpy()[order]
+    hi = np.searchsorted(sec_sorted, at_ns, side="right")
+    lo = np.searchsorted(sec_sorted, at_ns - window_s * 1_000_000_000, side="right")
+    cum_fail = np.concatenate([[0.0], np.cumsum(fail)])
+    cum_by_version = {
+        v: np.concatenate([[0.0], np.cumsum(np.where(ver == v, req, 0.0))]) for v in versions
     }
+    out: list[dict[str, object]] = []
+    for i, t in enumerate(at):
+        counts = {v: cum[hi[i]] - cum[lo[i]] for v, cum in cum_by_version.items()}
+        counts = {v: n for v, n in counts.items() if n > 0}
+        total = float(sum(counts.values()))
+        out.append(
+            {
+                "time": t,
+                "phase": "" if phase[i] is None else str(phase[i]),
+                "desired_weight": math.nan if desired[i] is None else float(desired[i]),  # type: ignore[arg-type]
+                "applied_weight": math.nan if applied[i] is None else float(applied[i]),  # type: ignore[arg-type]
+                "last_action": "" if last_action[i] is None else str(last_action[i]),
+                "requests": int(total),
+                "failures": int(cum_fail[hi[i]] - cum_fail[lo[i]]),
+                "share": {v: 100.0 * n / total for v, n in counts.items()},
+            }
+        )
+    return out
+
+
+def _utc(t: pd.Timestamp | str) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def step_table(
