@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # Debian packages (by command name) that `make` installs where missing.
-SYSTEM_PACKAGES := haproxy wrk
+SYSTEM_PACKAGES := haproxy wrk chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help demo demo-bad test lint format unit integration venv system-deps sandbox-up sandbox-down clean
