@@ -80,6 +80,15 @@ class ProbeResult:
     requests: pd.DataFrame
     """One row per request: t, version, status, latency_ms, error."""
     elapsed: float
+    """Seconds from the first request sent to the last answer."""
+    sending: float | None = None
+    """Seconds during which new requests were sent (None when unknown)."""
+
+    @property
+    def offered_rps(self) -> float:
+        """Requests sent per second while sending: the load offered, whatever the
+        server managed (``summary()["rps"]`` is what completed)."""
+        return len(self.requests) / (self.sending or self.elapsed or 1.0)
 
     @property
     def samples(self) -> pd.DataFrame:
@@ -144,6 +153,9 @@ class Probe:
         self._started = 0.0
         self._done = asyncio.Event()
         self._stopping = False
+        self._issued = 0
+        self._t0 = 0.0
+        self._sending: float | None = None
         self.result: ProbeResult | None = None
         """Set when ``run()`` (or ``stream()``) has finished."""
 
@@ -205,6 +217,7 @@ class Probe:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.sleep(min(0.005, 1 / rate))
+        self._sending = time.perf_counter() - self._t0
         if tasks:
             await asyncio.gather(*tasks)
 
@@ -216,6 +229,7 @@ class Probe:
         """Send load for the configured duration; return every result."""
         s = self.settings
         self._issued = 0
+        self._sending = None
         self._started = time.time()
         self._t0 = time.perf_counter()
         deadline = self._t0 + s.duration
@@ -236,7 +250,7 @@ class Probe:
         finally:
             self._done.set()
         elapsed = time.perf_counter() - self._t0
-        self.result = ProbeResult(self._recorder.frame(), elapsed)
+        self.result = ProbeResult(self._recorder.frame(), elapsed, self._sending or elapsed)
         return self.result
 
     async def stream(self) -> AsyncIterator[pd.DataFrame]:

@@ -1,0 +1,204 @@
+"""Probe throughput vs wrk, and split accuracy: ``python benchmarks/probe.py [--runs N]``.
+
+Starts a private sandbox (or uses ``--state-dir``'s running one), deploys the demo app
+(``web`` v1 ×2, ``web-canary`` v2 ×1) behind an ApisixRoute, and measures through the
+sandbox gateway:
+
+1. the asyncio probe's throughput on one core (``taskset -c 0``, closed loop), and wrk's
+   throughput (one thread on the same core) in the same run, alternating, ``--runs``
+   times each; medians and their ratio (goal: the probe reaches ≥ 25% of wrk);
+2. split accuracy: the observed canary share at route weights 5, 25 and 50 over
+   ``--split-requests`` requests each.
+
+Both engines hit the same gateway and the same demo-app processes, so when those are
+the bottleneck the ratio says so: the report prints the machine's core count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from canarylab.dataplane.routes import sandbox_host
+from canarylab.sandbox import Sandbox
+
+
+def demo(name: str, tag: str, replicas: int, track: str) -> dict[str, Any]:
+    labels = {"app": "web", "track": track}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": f"canarylab/demo:{tag}"}]},
+            },
+        },
+    }
+
+
+def route(weight: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": "web"},
+        "spec": {
+            "http": [
+                {
+                    "name": "main",
+                    "match": {"paths": ["/*"]},
+                    "backends": [
+                        {"serviceName": "web", "servicePort": 80, "weight": 100 - weight},
+                        {"serviceName": "web-canary", "servicePort": 80, "weight": weight},
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def wait_weight(sb: Sandbox, namespace: str, weight: int, timeout: float = 60) -> None:
+    status = Path(sb.state_dir) / "dataplane" / "status.json"
+    rule = f"ApisixRoute/{namespace}/web/main"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            backends = json.loads(status.read_text())["backends"]
+        except (OSError, ValueError, KeyError):
+            backends = []
+        for b in backends:
+            servers = b["servers"]
+            total = sum(s["weight"] for s in servers)
+            close = total and any(abs(s["weight"] / total - weight / 100) < 0.005 for s in servers)
+            if b["rule"] == rule and len(servers) == 3 and close:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"the gateway did not reach weight {weight} within {timeout}s")
+
+
+def run_json(argv: list[str]) -> dict[str, Any]:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def pin(argv: list[str]) -> list[str]:
+    return ["taskset", "-c", "0", *argv] if shutil.which("taskset") else argv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--split-requests", type=int, default=20_000)
+    parser.add_argument("--state-dir", type=Path, default=None, help="use this sandbox")
+    args = parser.parse_args()
+
+    temp = None if args.state_dir else tempfile.mkdtemp(prefix="canarylab-bench-")
+    sb = Sandbox(args.state_dir or temp)
+    started_here = not sb.is_running()
+    sb.up()
+    api = config.new_client_from_config(config_file=str(sb.kubeconfig))
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    try:
+        from tests.helpers import install_crds
+
+        crds = Path(os.environ.get("CANARYLAB_SHARED_CRDS", "../shared/crds"))
+        install_crds(api, sorted((crds / "apisix").glob("*.yaml")))
+        core.create_namespace({"metadata": {"name": namespace}})
+        apps.create_namespaced_deployment(namespace, demo("web", "v1", 2, "stable"))
+        apps.create_namespaced_deployment(namespace, demo("web-canary", "v2", 1, "canary"))
+        for name, track in (("web", "stable"), ("web-canary", "canary")):
+            core.create_namespaced_service(
+                namespace,
+                {
+                    "metadata": {"name": name},
+                    "spec": {"selector": {"app": "web", "track": track}, "ports": [{"port": 80}]},
+                },
+            )
+        custom = client.CustomObjectsApi(api)
+        custom.create_namespaced_custom_object(
+            "apisix.apache.org", "v2", namespace, "apisixroutes", route(50)
+        )
+        wait_weight(sb, namespace, 50)
+        url = str(sb.status()["gateway"]) + "/"
+        host = sandbox_host("web", namespace)
+        cli = [str(Path(sys.executable).parent / "canarylab")]
+        common = ["--host", host, "-d", str(args.duration), "-c", str(args.connections), "--json"]
+
+        probe_rps, wrk_rps = [], []
+        for _ in range(args.runs):
+            probe_rps.append(run_json(pin([*cli, "probe", url, *common]))["rps"])
+            wrk = pin(["wrk", "-t1", f"-c{args.connections}", f"-d{int(args.duration)}s"])
+            wrk_out = subprocess.run(
+                [*wrk, "-H", f"Host: {host}", url], capture_output=True, text=True, check=True
+            ).stdout
+            wrk_rps.append(
+                float(
+                    next(line for line in wrk_out.splitlines() if "Requests/sec" in line).split()[1]
+                )
+            )
+        p, w = statistics.median(probe_rps), statistics.median(wrk_rps)
+        print(
+            f"machine: {os.cpu_count()} cores; {args.runs} runs of {args.duration:g}s, "
+            f"{args.connections} connections, both pinned to core 0"
+        )
+        print(f"asyncio probe: median {p:8.0f} req/s   runs {[round(x) for x in probe_rps]}")
+        print(f"wrk (1 thread): median {w:8.0f} req/s   runs {[round(x) for x in wrk_rps]}")
+        print(f"ratio probe/wrk: {100 * p / w:.0f}% (goal >= 25%)")
+
+        print(f"split accuracy over {args.split_requests} requests per weight:")
+        for weight in (5, 25, 50):
+            body = custom.get_namespaced_custom_object(
+                "apisix.apache.org", "v2", namespace, "apisixroutes", "web"
+            )
+            body["spec"] = route(weight)["spec"]
+            custom.replace_namespaced_custom_object(
+                "apisix.apache.org", "v2", namespace, "apisixroutes", "web", body
+            )
+            wait_weight(sb, namespace, weight)
+            summary = run_json(
+                [
+                    *cli,
+                    "probe",
+                    url,
+                    "--host",
+                    host,
+                    "-d",
+                    "600",
+                    "-c",
+                    "20",
+                    "-n",
+                    str(args.split_requests),
+                    "--json",
+                ]
+            )
+            share = 100 * summary["by_version"].get("v2", 0) / summary["total"]
+            print(
+                f"  weight {weight:>2}: observed {share:6.2f}%  (error {share - weight:+.2f} pp, "
+                f"failed {summary['failed_total']}, {summary['rps']:.0f} req/s)"
+            )
+    finally:
+        core.delete_namespace(namespace)
+        if started_here:
+            sb.down(purge=temp is not None)
+
+
+if __name__ == "__main__":
+    main()
