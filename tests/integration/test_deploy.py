@@ -3,6 +3,7 @@ server, and the controller's pod spec runs the command the tests run."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def test_kustomize_output_is_accepted_by_the_api_server(rendered, sandbox, api_c
         [kubectl(), "apply", "--server-side", "--force-conflicts", "-k", str(DEPLOY)],
         capture_output=True,
         text=True,
-        env={"KUBECONFIG": str(sandbox.kubeconfig), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)},
     )
     assert result.returncode == 0, result.stderr
     apps = client.AppsV1Api(api_client)
