@@ -1,0 +1,41 @@
+"""The CanaryDeployment CRD: the deploy/ copy is identical, and its shape is as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGED = REPO / "canarylab" / "crds" / "canarydeployments.canarylab.io.yaml"
+DEPLOYED = REPO / "deploy" / "canarydeployments.canarylab.io.yaml"
+
+
+def test_deploy_copy_equals_the_packaged_crd() -> None:
+    assert DEPLOYED.read_bytes() == PACKAGED.read_bytes(), (
+        "deploy/ holds a stale CRD: cp canarylab/crds/canarydeployments.canarylab.io.yaml deploy/"
+    )
+
+
+def test_crd_shape() -> None:
+    crd = yaml.safe_load(PACKAGED.read_text())
+    assert crd["spec"]["names"]["shortNames"]
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Parent", "Version", "Weight", "Applied", "Phase", "Ready", "Age"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert set(spec["required"]) == {"parentDeployment", "version", "template", "trafficRouter"}
+    props = spec["properties"]
+    assert (props["weight"]["minimum"], props["weight"]["maximum"]) == (0, 100)
+    assert props["replicas"]["default"] == 1
+    assert props["replace"]["default"] is False
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert {"phase", "observedGeneration", "canary", "weights", "conditions"} <= set(status)
+
+
+def test_crd_is_shipped_as_package_data() -> None:
+    from canarylab.cli.controller import crd_files
+
+    assert PACKAGED in crd_files()
