@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import pandas as pd
 
@@ -235,6 +235,7 @@ class ErrorRateComparison:
     min_difference: float = 0.01
     min_requests: int = 100
     name: str = "error-rate-comparison"
+    compares_original: ClassVar[bool] = True
 
     def judge(self, traffic: Traffic, window: Window) -> Verdict:
         canary, original = _sides(traffic, window)
@@ -277,6 +278,7 @@ class LatencyComparison:
     max_ratio: float = 1.2
     min_requests: int = 100
     name: str = "latency-comparison"
+    compares_original: ClassVar[bool] = True
 
     def judge(self, traffic: Traffic, window: Window) -> Verdict:
         from scipy.stats import mannwhitneyu
@@ -325,6 +327,11 @@ class LatencyComparison:
 def judge_all(gates: Sequence[Gate], traffic: Traffic, window: Window) -> list[Verdict]:
     """Every gate's verdict on the same window."""
     return [g.judge(traffic, window) for g in gates]
+
+
+def compares_original(gate: Gate) -> bool:
+    """True for gates that judge canary against original (meaningless at weight 100)."""
+    return bool(getattr(gate, "compares_original", False))
 
 
 def first_failure(verdicts: Sequence[Verdict]) -> Verdict | None:

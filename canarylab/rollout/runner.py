@@ -185,6 +185,11 @@ def _run_step(
         since=started,
         message=f"step {index + 1}: weight {step.weight}%, holding {step.hold_s:g}s",
     )
+    gates = step.gates
+    if step.weight == 100:
+        # At 100% the original only gets requests the gateway had in flight; comparing
+        # against those would judge noise, so only the canary's own limits apply.
+        gates = tuple(gate for gate in gates if not g.compares_original(gate))
     t0 = clock.monotonic()
     verdicts: list[g.Verdict] = []
     while True:
@@ -193,14 +198,14 @@ def _run_step(
             break
         clock.sleep(min(plan.check_every_s, step.hold_s - elapsed))
         seen = traffic.traffic() if traffic is not None else _no_traffic()
-        verdicts = g.judge_all(step.gates, seen, window)
+        verdicts = g.judge_all(gates, seen, window)
         failed = g.first_failure(verdicts)
         if failed is not None:
             return _fail(
                 rollout, index, step.weight, window, seen, verdicts, failed, started, clock
             )
     seen = traffic.traffic() if traffic is not None else _no_traffic()
-    verdicts = g.judge_all(step.gates, seen, window)
+    verdicts = g.judge_all(gates, seen, window)
     failed = g.first_failure(verdicts)
     if failed is not None:
         return _fail(rollout, index, step.weight, window, seen, verdicts, failed, started, clock)

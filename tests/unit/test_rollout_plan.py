@@ -236,3 +236,20 @@ def test_runner_refuses_another_version() -> None:
     ro = FakeRollout(cd(50))
     with pytest.raises(Exception, match="rolls out version 'v2', not 'v3'"):
         run_plan(ro, plan_from([10]), Canary("v3", image="x:v3"))  # type: ignore[arg-type]
+
+
+def test_comparisons_are_not_judged_at_100_percent() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+    gates = {
+        "max_error_rate": {"limit": 0.5, "min_requests": 1},
+        "error_rate_comparison": {"min_requests": 1},
+    }
+    out = run_plan(
+        ro,
+        plan_from([50, 100], hold_s=3, gates=gates),
+        Canary("v2", image="x"),
+        Steady(ro, clk),
+        clock=clk.clock(),
+    )  # type: ignore[arg-type]
+    assert [v.gate for v in out.steps[0].verdicts] == ["max-error-rate", "error-rate-comparison"]
+    assert [v.gate for v in out.steps[1].verdicts] == ["max-error-rate"]
