@@ -1,0 +1,225 @@
+"""What ``notebooks/step-through.ipynb`` (and ``canarylab dashboard``) runs.
+
+A :class:`StepThrough` connects (explicit kubeconfig/context, else ``$KUBECONFIG``,
+else the running sandbox), optionally deploys the sample parent app, opens a record,
+starts the probe on the gateway in the background, and shows the control panel and
+the live chart. Everything goes into the record: the panel's actions and the status
+changes (through the ``Rollout``'s recorder), and every probe second (through
+:class:`SampleTee`, which also feeds the chart, so the chart costs no polling).
+
+The step methods (:meth:`create`, :meth:`shift`, :meth:`replace`, :meth:`delete`)
+press the panel's own buttons and wait for the cluster, so a headless run walks
+the same code path a user's clicks do. This module must never decide rollout
+policy; it never starts a sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from canarylab.errors import CanarylabError
+from canarylab.widgets.live import LiveChart
+from canarylab.widgets.panel import ControlPanel, kube_last_event
+
+
+class StepError(CanarylabError):
+    """A step of the walk-through failed; the panel shows the API's reason."""
+
+
+@dataclass(frozen=True)
+class StepThroughSettings:
+    """The step-through notebook's parameters."""
+
+    namespace: str = "demo"
+    parent: str = "hello"
+    """The parent Deployment."""
+    name: str | None = None
+    """The CanaryDeployment (default: the parent's name)."""
+    image: str = "canarylab/demo:v2"
+    version: str = "v2"
+    replicas: int = 2
+    canary_env: Mapping[str, str] = field(default_factory=lambda: {"DEMO_MESSAGE": "hello Hongbo"})
+    kubeconfig: str | None = None
+    """None: ``$KUBECONFIG``, else the running sandbox."""
+    context: str | None = None
+    deploy_sample_app: bool = True
+    """Create the sample "hello world" parent (Deployment, Service, ApisixRoute) when missing."""
+    probe_target: str | None = None
+    """Gateway URL; None: the sandbox's gateway (with the route's Host header)."""
+    probe_rate: float = 100.0
+    probe_headers: Mapping[str, str] = field(default_factory=dict)
+    record_dir: str = "out/step-through/record"
+    window_s: int = 300
+    """Seconds the live chart shows."""
+
+
+class SampleTee:
+    """A recorder that also hands every probe second to a callback (the live chart)."""
+
+    def __init__(self, recorder: Any, on_samples: Callable[[Any], object]) -> None:
+        self._recorder = recorder
+        self._on_samples = on_samples
+
+    def samples(self, frame: Any) -> None:
+        self._recorder.samples(frame)
+        try:
+            self._on_samples(frame)
+        except Exception as err:  # the chart must never break the record
+            self._recorder.event("chart", message=f"live chart rejected samples: {err}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._recorder, name)
+
+
+def sandbox_gateway(kubeconfig: Path | None) -> str:
+    """The gateway URL of the sandbox that ``kubeconfig`` belongs to (else the default one)."""
+    from canarylab.sandbox import Sandbox
+
+    sandbox = Sandbox()
+    if kubeconfig is not None and kubeconfig.name == "kubeconfig":
+        sandbox = Sandbox(kubeconfig.parent)
+    if sandbox.kubeconfig != kubeconfig:
+        sandbox = Sandbox()
+    gateway = sandbox.status().get("gateway")
+    if not gateway:
+        raise StepError(
+            "no probe_target given and the sandbox reports no gateway: start it with "
+            "`canarylab sandbox up`, or pass probe_target= (your gateway's URL)"
+        )
+    return str(gateway)
+
+
+class StepThrough:
+    """One interactive session on one CanaryDeployment; see the module docstring."""
+
+    def __init__(self, settings: StepThroughSettings) -> None:
+        from canarylab import kube
+        from canarylab.record import Recorder
+        from canarylab.rollout import Rollout, sample_app
+        from canarylab.rollout.traffic import ProbeFeed
+
+        self.settings = s = settings
+        self.target = kube.resolve(s.kubeconfig, s.context)
+        self.api = kube.api_client(s.kubeconfig, s.context)
+        if s.deploy_sample_app:
+            sample_app.ensure_apisix_crd(self.api)
+            sample_app.deploy(self.api, s.namespace, name=s.parent, version="v1", replicas=2)
+            sample_app.wait_parent_ready(self.api, s.namespace, s.parent)
+        self.recorder = Recorder(
+            s.record_dir,
+            {
+                "kind": "step-through",
+                "namespace": s.namespace,
+                "parent": s.parent,
+                "name": s.name or s.parent,
+                "version": s.version,
+                "image": s.image,
+                "cluster": self.api.configuration.host,
+            },
+        )
+        self.chart = LiveChart(window_s=s.window_s, title=f"{s.namespace}/{s.name or s.parent}")
+        tee = SampleTee(self.recorder, self.chart.window.push_samples)
+        self.rollout = Rollout(s.namespace, s.parent, name=s.name, kube=self.api, recorder=tee)
+        headers = dict(s.probe_headers)
+        target = s.probe_target
+        if not target:
+            from canarylab.dataplane.routes import sandbox_host
+
+            target = sandbox_gateway(self.target.kubeconfig).rstrip("/") + "/"
+            headers.setdefault("Host", sandbox_host(s.parent, s.namespace))
+        self.feed = ProbeFeed.start(target, rate=s.probe_rate, headers=headers, recorder=tee)
+        self.panel = ControlPanel(
+            self.rollout,
+            create={
+                "version": s.version,
+                "image": s.image,
+                "replicas": s.replicas,
+                "env": dict(s.canary_env),
+            },
+            last_event=kube_last_event(self.rollout),
+            name=f"{s.namespace}/{self.rollout.name}",
+        )
+        self.panel.watch(1.0)
+        self.chart.start(weights=self._weights)
+        self.closed = False
+
+    def _weights(self) -> tuple[float | None, float | None]:
+        snap = self.rollout.status()
+        if not snap.exists:
+            return 0.0, 0.0
+        return float(snap.desired_weight), (
+            None if snap.applied_weight is None else float(snap.applied_weight)
+        )
+
+    @property
+    def widget(self) -> w.Widget:
+        """Panel above chart: what the notebook displays."""
+        return w.VBox([self.panel.widget, self.chart.figure])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    # -- the walk: the panel's buttons, then wait for the cluster ------------------------
+
+    def _press(self, action: Callable[[], bool], what: str) -> None:
+        if not action():
+            raise StepError(f"{what} failed: {self.panel.error_html.value}")
+
+    def _until(self, done: Callable[[Any], bool], what: str, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.rollout.status()
+            if done(snap):
+                self.panel.refresh()
+                return snap
+            if time.monotonic() > deadline:
+                raise StepError(
+                    f"timed out after {timeout:.0f}s waiting for {what}: {snap.brief()}"
+                )
+            time.sleep(0.2)
+
+    def create(self, timeout: float = 120) -> Any:
+        """Press create; wait until the canary's pods are ready."""
+        self._press(lambda: self.panel.act("create"), "create")
+        return self._until(lambda s: s.ready and s.observed, "the canary to be ready", timeout)
+
+    def shift(self, weight: int, timeout: float = 60) -> Any:
+        """Move the slider to ``weight``; wait until the route carries it."""
+        self.panel.slider.value = weight  # exactly what a user's release does
+        if self.panel.error_html.value:
+            raise StepError(f"weight {weight} failed: {self.panel.error_html.value}")
+        return self._until(
+            lambda s: s.desired_weight == weight and s.weight_applied,
+            f"the route to carry weight {weight}",
+            timeout,
+        )
+
+    def replace(self, timeout: float = 300) -> Any:
+        """Press replace; wait for phase Replaced."""
+        self._press(lambda: self.panel.act("replace"), "replace")
+        return self._until(lambda s: s.phase == "Replaced", "phase Replaced", timeout)
+
+    def delete(self, timeout: float = 120) -> Any:
+        """Press delete; wait until the CanaryDeployment is gone."""
+        self._press(lambda: self.panel.act("delete"), "delete")
+        return self._until(lambda s: not s.exists, "the CanaryDeployment to be gone", timeout)
+
+    def close(self, outcome: str | None = None) -> Path:
+        """Stop the probe, the chart and the panel; finish the record; returns its path."""
+        if not self.closed:
+            self.closed = True
+            self.chart.stop()
+            self.panel.stop()
+            self.feed.stop()
+            if outcome:
+                self.recorder.update_metadata(outcome=outcome)
+            self.recorder.close()
+        return Path(self.settings.record_dir)
