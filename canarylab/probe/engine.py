@@ -81,14 +81,12 @@ class ProbeResult:
     """One row per request: t, version, status, latency_ms, error."""
     elapsed: float
     """Seconds from the first request sent to the last answer."""
-    sending: float | None = None
-    """Seconds during which new requests were sent (None when unknown)."""
 
-    @property
-    def offered_rps(self) -> float:
-        """Requests sent per second while sending: the load offered, whatever the
-        server managed (``summary()["rps"]`` is what completed)."""
-        return len(self.requests) / (self.sending or self.elapsed or 1.0)
+    def completed_per_second(self) -> pd.Series:
+        """Requests completed in each whole second of the run (first and last partial
+        seconds left out): what the server actually took."""
+        counts = self.samples.groupby("second")["requests"].sum()
+        return counts.iloc[1:-1] if len(counts) > 2 else counts
 
     @property
     def samples(self) -> pd.DataFrame:
@@ -155,7 +153,6 @@ class Probe:
         self._stopping = False
         self._issued = 0
         self._t0 = 0.0
-        self._sending: float | None = None
         self.result: ProbeResult | None = None
         """Set when ``run()`` (or ``stream()``) has finished."""
 
@@ -217,7 +214,6 @@ class Probe:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.sleep(min(0.005, 1 / rate))
-        self._sending = time.perf_counter() - self._t0
         if tasks:
             await asyncio.gather(*tasks)
 
@@ -229,7 +225,6 @@ class Probe:
         """Send load for the configured duration; return every result."""
         s = self.settings
         self._issued = 0
-        self._sending = None
         self._started = time.time()
         self._t0 = time.perf_counter()
         deadline = self._t0 + s.duration
@@ -250,7 +245,7 @@ class Probe:
         finally:
             self._done.set()
         elapsed = time.perf_counter() - self._t0
-        self.result = ProbeResult(self._recorder.frame(), elapsed, self._sending or elapsed)
+        self.result = ProbeResult(self._recorder.frame(), elapsed)
         return self.result
 
     async def stream(self) -> AsyncIterator[pd.DataFrame]:

@@ -255,8 +255,8 @@ def test_template_change_under_load_has_zero_failures(
     result = asyncio.run(scenario())
     summary = result.summary()
     print(summary)
-    # 600/s offered throughout; what completed per second depends on the machine.
-    assert result.offered_rps >= 500, (result.offered_rps, summary)
+    # The load the gateway actually served, second by second.
+    assert result.completed_per_second().median() >= 500, result.completed_per_second().tolist()
     assert summary["failed_total"] == 0, failures(result)
     # The rollout finished during the run: the last second has only the new stable version.
     last = result.samples[result.samples["second"] == result.samples["second"].max()]
@@ -300,8 +300,8 @@ def test_deleting_canary_after_weight_zero_has_zero_failures(
 
     result = asyncio.run(scenario())
     summary = result.summary()
-    # 600/s offered throughout; what completed per second depends on the machine.
-    assert result.offered_rps >= 500, (result.offered_rps, summary)
+    # The load the gateway actually served, second by second.
+    assert result.completed_per_second().median() >= 500, result.completed_per_second().tolist()
     assert summary["failed_total"] == 0, failures(result)
     last_seconds = result.samples[
         result.samples["second"] >= result.samples["second"].max() - pd_seconds(3)

@@ -120,8 +120,8 @@ def assert_no_failures(result: Any) -> None:
         "summary": summary,
         "statuses": bad["status"].value_counts().to_dict(),
     }
-    # RATE/s offered throughout; what completed per second depends on the machine.
-    assert result.offered_rps >= 500, (result.offered_rps, summary)
+    # The load the gateway actually served, second by second.
+    assert result.completed_per_second().median() >= 500, result.completed_per_second().tolist()
 
 
 def last_seconds(result: Any, seconds: int) -> pd.DataFrame:
