@@ -22,8 +22,8 @@ from canarylab.dataplane.haproxy import GatewayPlan, render
 from canarylab.errors import SandboxError
 from canarylab.sandbox import procs
 
-UNIX_PATH_MAX = 100
-"""Unix socket paths longer than this (the kernel allows 108) move to /tmp."""
+UNIX_PATH_MAX = 90
+"""Socket paths longer than this move to /tmp (HAProxy refuses more than 97 characters)."""
 
 
 @dataclass(frozen=True)
