@@ -80,6 +80,7 @@ class Rollout:
         self.controller_hint = controller_hint
         self._last_seen: tuple[Any, ...] | None = None
         self._seen_events: dict[str, int] = {}
+        self._events_synced_at = 0.0
 
     def __repr__(self) -> str:
         return f"Rollout({self.namespace}/{self.name}, parent={self.parent})"
@@ -356,8 +357,10 @@ class Rollout:
         deadline = time.monotonic() + timeout
         while True:
             snap = self.status()
-            self.sync_events()
+            if time.monotonic() - self._events_synced_at >= 1.0:
+                self.sync_events()  # Events are context: once a second is plenty
             if done(snap):
+                self.sync_events()
                 return snap
             if snap.exists and snap.phase == "Failed":
                 raise RolloutError(
@@ -398,6 +401,9 @@ class Rollout:
         """Record Kubernetes Events on the CanaryDeployment not recorded yet."""
         from kubernetes.client.rest import ApiException
 
+        self._events_synced_at = time.monotonic()
+        if isinstance(self.recorder, _NoRecorder):
+            return
         try:
             events = self.core.list_namespaced_event(
                 self.namespace,
