@@ -8,6 +8,7 @@ operator, plotly or ipywidgets.
 
 from __future__ import annotations
 
+from canarylab.rollout.manifest import RolloutError
 from canarylab.rollout.plan import (
     Plan,
     PlanError,
@@ -19,7 +20,7 @@ from canarylab.rollout.plan import (
     step_summary,
     summary_table,
 )
-from canarylab.rollout.resource import Rollout, RolloutError
+from canarylab.rollout.resource import Rollout
 from canarylab.rollout.runner import Canary, Clock, GateFailed, PlanOutcome, TrafficSource, run_plan
 from canarylab.rollout.status import Condition, RolloutStatus
 

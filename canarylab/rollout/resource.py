@@ -13,19 +13,15 @@ This module talks to the cluster only through the ``ApiClient`` that
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from canarylab.errors import CanarylabError
+from canarylab.rollout import manifest
 from canarylab.rollout import status as st
+from canarylab.rollout.manifest import RolloutError
 from canarylab.rollout.status import RolloutStatus
-
-
-class RolloutError(CanarylabError):
-    """A rollout action could not be done; the message says what to do."""
 
 
 class RecorderLike(Protocol):
@@ -148,7 +144,7 @@ class Rollout:
         (an ``ApisixRoute``) or ``gatewayAPI`` (an ``HTTPRoute``); ``route`` defaults to
         the parent's name.
         """
-        _check_weight(weight)
+        manifest.check_weight(weight)
         if (image is None) == (template is None):
             raise RolloutError("create_canary needs exactly one of image= or template=")
         if replicas < 0:
@@ -165,7 +161,9 @@ class Rollout:
             self.recorder.action("create_canary", "unchanged", version=version, phase=current.phase)
             return current
         if template is None:
-            template = self._template_from_parent(str(image), env or {})
+            template = manifest.template_from_parent(
+                self.parent_deployment()["spec"]["template"], str(image), env or {}
+            )
         body = {
             "apiVersion": f"{st.GROUP}/{st.VERSION}",
             "kind": st.KIND,
@@ -176,7 +174,7 @@ class Rollout:
                 "replicas": replicas,
                 "weight": weight,
                 "template": dict(template),
-                "trafficRouter": _router(router, route or self.parent, rules, port),
+                "trafficRouter": manifest.router_config(router, route or self.parent, rules, port),
             },
         }
         from kubernetes.client.rest import ApiException
@@ -197,7 +195,9 @@ class Rollout:
                     rules=rules,
                     port=port,
                 )
-            self.recorder.action("create_canary", f"error: {_reason(err)}", version=version)
+            self.recorder.action(
+                "create_canary", f"error: {manifest.api_reason(err)}", version=version
+            )
             raise self._api_error("create", err) from None
         self.recorder.action(
             "create_canary",
@@ -211,7 +211,7 @@ class Rollout:
 
     def set_weight(self, weight: int, *, wait: bool = True, timeout: float = 60) -> RolloutStatus:
         """Ask for ``weight`` percent of traffic on the canary; by default wait until applied."""
-        _check_weight(weight)
+        manifest.check_weight(weight)
         current = self.status()
         if not current.exists:
             raise RolloutError(
@@ -271,7 +271,7 @@ class Rollout:
             self.recorder.action("delete", "requested")
         except ApiException as err:
             if err.status != 404:
-                self.recorder.action("delete", f"error: {_reason(err)}")
+                self.recorder.action("delete", f"error: {manifest.api_reason(err)}")
                 raise self._api_error("delete", err) from None
             self.recorder.action("delete", "unchanged")
         if not wait:
@@ -329,17 +329,6 @@ class Rollout:
 
     # -- internals ----------------------------------------------------------------
 
-    def _template_from_parent(self, image: str, env: Mapping[str, str]) -> dict[str, Any]:
-        template = copy.deepcopy(self.parent_deployment()["spec"]["template"])
-        container = template["spec"]["containers"][0]
-        container["image"] = image
-        if env:
-            kept = [e for e in container.get("env") or [] if e.get("name") not in env]
-            container["env"] = kept + [{"name": k, "value": str(v)} for k, v in env.items()]
-        meta = template.get("metadata") or {}
-        template["metadata"] = {k: v for k, v in meta.items() if k in ("labels", "annotations")}
-        return template
-
     def _patch(self, body: Mapping[str, Any], what: str, **details: Any) -> None:
         from kubernetes.client.rest import ApiException
 
@@ -348,7 +337,7 @@ class Rollout:
                 st.GROUP, st.VERSION, self.namespace, st.PLURAL, self.name, body
             )
         except ApiException as err:
-            self.recorder.action(what, f"error: {_reason(err)}", **details)
+            self.recorder.action(what, f"error: {manifest.api_reason(err)}", **details)
             raise self._api_error(what.replace("_", " "), err) from None
 
     def _until(
@@ -429,40 +418,5 @@ class Rollout:
 
     def _api_error(self, what: str, err: Any) -> RolloutError:
         return RolloutError(
-            f"could not {what} CanaryDeployment {self.namespace}/{self.name}: {_reason(err)}"
+            f"could not {what} CanaryDeployment {self.namespace}/{self.name}: {manifest.api_reason(err)}"
         )
-
-
-def _router(
-    kind: str, route: str, rules: list[Any] | None, port: int | str | None
-) -> dict[str, Any]:
-    if kind == "apisix":
-        cfg: dict[str, Any] = {"route": route}
-        if port is not None:
-            cfg["servicePort"] = port
-    elif kind == "gatewayAPI":
-        cfg = {"httpRoute": route}
-        if port is not None:
-            cfg["port"] = port
-    else:
-        raise RolloutError(f"router must be 'apisix' or 'gatewayAPI', got {kind!r}")
-    if rules:
-        cfg["rules"] = list(rules)
-    return {kind: cfg}
-
-
-def _check_weight(weight: int) -> None:
-    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
-        raise RolloutError(f"weight must be an integer from 0 to 100, got {weight!r}")
-
-
-def _reason(err: Any) -> str:
-    import json
-
-    body = getattr(err, "body", None)
-    if body:
-        try:
-            return str(json.loads(body).get("message") or body)
-        except (ValueError, AttributeError):
-            return str(body)
-    return f"{getattr(err, 'status', '')} {getattr(err, 'reason', err)}".strip()

@@ -20,8 +20,9 @@ from typing import Any, NoReturn, Protocol
 import pandas as pd
 
 from canarylab import gates as g
+from canarylab.rollout.manifest import RolloutError
 from canarylab.rollout.plan import Plan, StepResult, resume_point, step_summary
-from canarylab.rollout.resource import Rollout, RolloutError
+from canarylab.rollout.resource import Rollout
 
 
 class TrafficSource(Protocol):

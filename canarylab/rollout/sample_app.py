@@ -109,7 +109,7 @@ def deploy(api: Any, namespace: str, **kwargs: Any) -> None:
 def wait_parent_ready(api: Any, namespace: str, name: str = "hello", timeout: float = 60) -> None:
     from kubernetes import client
 
-    from canarylab.rollout.resource import RolloutError
+    from canarylab.rollout.manifest import RolloutError
 
     apps = client.AppsV1Api(api)
     deadline = time.monotonic() + timeout

@@ -209,7 +209,7 @@ def _sandbox_gateway(target: Any) -> str:
             sandbox = candidate
     gateway = sandbox.status().get("gateway")
     if not gateway:
-        from canarylab.rollout.resource import RolloutError
+        from canarylab.rollout.manifest import RolloutError
 
         raise RolloutError(
             "no probe_target given and the sandbox reports no gateway: pass the gateway URL "

@@ -253,3 +253,31 @@ def test_comparisons_are_not_judged_at_100_percent() -> None:
     )  # type: ignore[arg-type]
     assert [v.gate for v in out.steps[0].verdicts] == ["max-error-rate", "error-rate-comparison"]
     assert [v.gate for v in out.steps[1].verdicts] == ["max-error-rate"]
+
+
+def test_canary_template_from_the_parent() -> None:
+    from canarylab.rollout.manifest import template_from_parent
+
+    parent = {
+        "metadata": {"labels": {"app": "hello"}, "creationTimestamp": None},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "demo:v1",
+                    "env": [{"name": "DEMO_MESSAGE", "value": "hi"}],
+                }
+            ]
+        },
+    }
+    t = template_from_parent(
+        parent, "demo:v2", {"DEMO_MESSAGE": "hello Hongbo", "DEMO_ERROR_RATE": "0.2"}
+    )
+    assert t["metadata"] == {"labels": {"app": "hello"}}
+    (c,) = t["spec"]["containers"]
+    assert c["image"] == "demo:v2"
+    assert c["env"] == [
+        {"name": "DEMO_MESSAGE", "value": "hello Hongbo"},
+        {"name": "DEMO_ERROR_RATE", "value": "0.2"},
+    ]
+    assert parent["spec"]["containers"][0]["image"] == "demo:v1"  # the parent is not touched
