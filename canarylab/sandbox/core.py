@@ -498,6 +498,39 @@ class Sandbox:
         if purge:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def restart(
+        self, component: str, *, pause: float = 0.0, grace: float = 10.0
+    ) -> procs.ProcessRecord:
+        """Stop one control-plane component and start it again on the same ports.
+
+        Meant for fault injection: clients see their connections and watches drop and
+        come back. ``grace`` is how long SIGTERM may take before SIGKILL (0: a crash);
+        ``pause`` keeps the component stopped that many seconds. Returns once the API
+        server answers ``/readyz`` again.
+        """
+        if component not in CONTROL_PLANE:
+            raise SandboxError(
+                f"cannot restart {component!r}: choose one of {', '.join(CONTROL_PLANE)}"
+            )
+        with self._locked():
+            state = self.state()
+            at = next((i for i, p in enumerate(state.processes) if p.name == component), None)
+            if at is None:
+                raise SandboxError(
+                    f"no {component} runs in the sandbox at {self.state_dir}; "
+                    "run `canarylab sandbox up` first"
+                )
+            procs.stop(state.processes[at], grace=grace)
+            time.sleep(pause)
+            argv = self._argv(component, build.ensure_built(), state.ports)
+            record = procs.spawn(component, argv, self.log_dir / f"{component}.log")
+            state.processes[at] = record
+            state.save(self._state_file)
+            if component == "etcd":
+                self._wait_port(record, state.ports["etcd"], timeout=30)
+            self._wait_api(state, timeout=90)
+            return record
+
     def _stop_all(self, state: SandboxState) -> None:
         for record in reversed(state.processes):
             procs.stop(record)
