@@ -17,6 +17,7 @@ the bottleneck the ratio says so: the report prints the machine's core count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 
 from canarylab.dataplane.routes import sandbox_host
@@ -89,6 +91,27 @@ def wait_weight(sb: Sandbox, namespace: str, weight: int, timeout: float = 60) -
     raise SystemExit(f"the gateway did not reach weight {weight} within {timeout}s")
 
 
+def install_apisix_crds(api: client.ApiClient) -> None:
+    """The real ApisixRoute CRD ($CANARYLAB_SHARED_CRDS or ../shared/crds), Established."""
+    crds = Path(os.environ.get("CANARYLAB_SHARED_CRDS", "../shared/crds")) / "apisix"
+    files = sorted(crds.glob("*.yaml"))
+    if not files:
+        raise SystemExit(f"no APISIX CRDs in {crds}: set CANARYLAB_SHARED_CRDS")
+    ext = client.ApiextensionsV1Api(api)
+    for file in files:
+        for doc in yaml.safe_load_all(file.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                with contextlib.suppress(client.ApiException):
+                    ext.create_custom_resource_definition(doc)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition("apisixroutes.apisix.apache.org")
+        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+            return
+        time.sleep(0.2)
+    raise SystemExit("the ApisixRoute CRD did not become Established")
+
+
 def run_json(argv: list[str]) -> dict[str, Any]:
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -117,10 +140,7 @@ def main() -> None:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     try:
-        from tests.helpers import install_crds
-
-        crds = Path(os.environ.get("CANARYLAB_SHARED_CRDS", "../shared/crds"))
-        install_crds(api, sorted((crds / "apisix").glob("*.yaml")))
+        install_apisix_crds(api)
         core.create_namespace({"metadata": {"name": namespace}})
         apps.create_namespaced_deployment(namespace, demo("web", "v1", 2, "stable"))
         apps.create_namespaced_deployment(namespace, demo("web-canary", "v2", 1, "canary"))
@@ -195,7 +215,8 @@ def main() -> None:
                 f"failed {summary['failed_total']}, {summary['rps']:.0f} req/s)"
             )
     finally:
-        core.delete_namespace(namespace)
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(namespace)
         if started_here:
             sb.down(purge=temp is not None)
 
