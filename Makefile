@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := haproxy wrk chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-bad test lint format unit integration venv system-deps sandbox-up sandbox-down clean
+.PHONY: help demo demo-bad test lint format unit integration chaos venv system-deps sandbox-up sandbox-down clean
 
 help:
 	@echo "make demo   - bring the sandbox up and run the main job (see README)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - install what the tests need, lint, type-check and run all tests"
 	@echo "make lint   - ruff, ruff format --check, mypy, import-linter"
 	@echo "make unit   - fast tests of pure logic only"
+	@echo "make chaos  - the fault-injection suite (its own pytest session; CI runs it)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,11 @@ unit: venv
 
 integration: venv system-deps
 	$(BIN)/pytest tests/integration
+
+# Kills the controller and restarts etcd/the API server, so it runs in a session of
+# its own (a bare `pytest` deselects it); CANARYLAB_CHAOS_SEED replays a run.
+chaos: venv system-deps
+	$(BIN)/pytest tests/chaos
 
 test: venv system-deps lint
 	$(BIN)/pytest

@@ -1,8 +1,9 @@
 """Fixtures of the fault-injection suite (``make chaos``).
 
-The suite kills the one controller of its pytest session on purpose, so it must be
-the only suite in that session: with other tests collected too (a bare ``pytest``),
-its tests are deselected and ``make chaos`` runs them on their own. It reuses the
+The suite kills the one controller of its pytest session, and restarts etcd and the
+API server, on purpose, so it must be the only suite in that session: with other
+tests collected too (a bare ``pytest``, i.e. ``make test``), its sandbox tests are
+deselected and ``make chaos`` runs them on their own. Its pure tests run everywhere. It reuses the
 integration suite's ``controller`` fixture (the real ``canarylab controller`` process,
 logged in as deploy/'s ServiceAccount) and the session sandbox.
 """
@@ -25,8 +26,12 @@ CHAOS_DIR = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    ours = [i for i in items if CHAOS_DIR in Path(str(i.path)).parents]
-    if not ours or len(ours) == len(items):
+    chaos = [i for i in items if CHAOS_DIR in Path(str(i.path)).parents]
+    if len(chaos) == len(items):
+        return
+    # Only the tests that run something against the sandbox; pure ones stay.
+    ours = [i for i in chaos if "sandbox" in getattr(i, "fixturenames", ())]
+    if not ours:
         return
     config.hook.pytest_deselected(items=ours)
     items[:] = [i for i in items if i not in ours]
