@@ -78,3 +78,14 @@ def test_find_runbook_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_runbook("canary-rollout") == Path("runbooks/canary-rollout.ipynb")
     with pytest.raises(click.BadParameter, match="known runbooks: abort, canary-rollout"):
         find_runbook("nope")
+
+
+@pytest.mark.parametrize("name", ["canary-rollout", "abort"])
+def test_runbooks_and_their_py_twins_agree(name: str) -> None:
+    import jupytext
+
+    nb = nbformat.read(REPO / "runbooks" / f"{name}.ipynb", as_version=4)
+    twin = jupytext.read(REPO / "runbooks" / f"{name}.py")
+    assert [(c.cell_type, c.source) for c in nb.cells] == [
+        (c.cell_type, c.source) for c in twin.cells
+    ], f"runbooks/{name}: run `.venv/bin/jupytext --sync runbooks/*.ipynb`"

@@ -1,0 +1,94 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Canary rollout runbook
+#
+# Creates a canary of `parent` at `version`, waits until it is ready, walks the `steps`
+# (weight, then `hold` seconds while the `gates` judge the probe's traffic since the step
+# began), replaces the parent with the canary, waits for the parent's rollout and deletes the
+# canary. A failing gate rolls back (weight 0, canary deleted) and then fails this notebook
+# with the gate's numbers.
+#
+# Re-running with the same parameters after an interruption picks up from the
+# CanaryDeployment's status. Everything is recorded in `<output_dir>/record`
+# (see docs/record.md). Run it with `canarylab run canary-rollout -p name value …` or plain
+# `papermill -k python3`.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell)
+namespace = "default"
+parent = "hello"  # the parent Deployment
+name = None  # the CanaryDeployment's name (default: the parent's)
+image = "canarylab/demo:v2"
+version = "v2"  # what the probe's classifier reports for the canary
+replicas = 2
+canary_env = {}  # extra env for the canary container, e.g. {"DEMO_ERROR_RATE": "0.2"}
+router = "apisix"  # or "gatewayAPI"
+route = None  # ApisixRoute / HTTPRoute name (default: the parent's)
+steps = [5, 25, 50, 100]  # weights; or [{"weight": 5, "hold": 60, "gates": {...}}, ...]
+hold = 30  # seconds per step
+gates = {
+    "max_error_rate": {"limit": 0.05, "min_requests": 50},
+    "error_rate_comparison": {"alpha": 0.01, "min_requests": 100},
+    "latency_comparison": {"alpha": 0.01, "max_ratio": 1.5, "min_requests": 100},
+}
+probe_target = None  # gateway URL; None means the local sandbox's gateway
+probe_rate = 200  # requests per second
+probe_headers = {}  # e.g. {"Host": "shop.example"}; the sandbox gateway gets the route's host
+probe_classifier = "header:X-Canarylab-Version"  # or "body:<regex with one group>"
+kubeconfig = None  # None: $KUBECONFIG, else the running sandbox
+output_dir = "out/rollout"
+dry_run = False
+
+# %%
+from IPython.display import display
+
+from canarylab.rollout.session import RolloutSession, RunbookParameters
+
+params = RunbookParameters(
+    namespace=namespace,
+    parent=parent,
+    name=name,
+    version=version,
+    image=image,
+    replicas=replicas,
+    canary_env=canary_env,
+    router=router,
+    route=route,
+    steps=tuple(steps),
+    hold=hold,
+    gates=gates,
+    probe_target=probe_target,
+    probe_rate=probe_rate,
+    probe_classifier=probe_classifier,
+    probe_headers=probe_headers,
+    kubeconfig=kubeconfig,
+    output_dir=output_dir,
+    dry_run=dry_run,
+)
+session = RolloutSession(params)
+print(session.describe())
+
+# %% [markdown]
+# ## Roll out
+#
+# The probe runs in the background for the whole rollout. A failing gate raises `GateFailed` here, after the rollback.
+
+# %%
+if dry_run:
+    print("dry run: nothing was changed")
+else:
+    session.start_probe()
+    try:
+        outcome = session.run()
+    finally:
+        display(session.summary())
+        totals = session.totals()
+        print(f"record: {session.record_dir}")
+        print(f"requests: {totals['requests']}, failed: {totals['failed']}")
