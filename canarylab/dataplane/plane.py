@@ -135,6 +135,7 @@ async def run(settings: PlaneSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     last_plan: GatewayPlan | None = None
+    retry_at = 0.0
     reported: set[RouteProblem] = set()
     async with httpx.AsyncClient(base_url=settings.server, verify=context, timeout=10) as client:
         try:
@@ -154,7 +155,8 @@ async def run(settings: PlaneSettings) -> None:
                     reported = set(problems)
                     endpoints = service_endpoints(objects["services"], workloads, runner.ready())
                     gateway = plan(rules, endpoints)
-                    if gateway != last_plan or applier.draining:
+                    due = loop.time() >= retry_at
+                    if due and (gateway != last_plan or applier.draining):
                         try:
                             await applier.apply(gateway)
                             last_plan = gateway
@@ -163,9 +165,10 @@ async def run(settings: PlaneSettings) -> None:
                             )
                             settings.ready_marker.touch()
                         except (GatewayError, OSError) as err:
-                            log.error("could not program HAProxy: %s", err)
+                            log.error("could not program HAProxy (retrying in 5 s): %s", err)
                             applier.structure = None  # re-apply in full next time
                             last_plan = None
+                            retry_at = loop.time() + 5
                     runner.stop_drained(applier.drained)
                 # An idle data plane (no demo app, no route) looks less often.
                 busy = objects is None or runner.processes or (last_plan and last_plan.backends)

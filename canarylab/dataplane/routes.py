@@ -15,6 +15,7 @@ plain data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -89,6 +90,19 @@ class RouteProblem:
     message: str
 
 
+def regex_problem(values: Iterable[ValueMatch]) -> str | None:
+    """Why one of the regex conditions cannot be used, or None when all compile."""
+    for value in values:
+        if value.op not in ("regex", "iregex"):
+            continue
+        for pattern in value.values:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                return f"regular expression {pattern!r} on {value.name!r} is invalid ({err})"
+    return None
+
+
 def sandbox_host(route: str, namespace: str) -> str:
     """The host that always addresses ``route`` in ``namespace`` through the gateway."""
     return f"{route}.{namespace}.{SANDBOX_DOMAIN}".lower()
@@ -161,7 +175,12 @@ def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RoutePro
                     values=tuple(str(v) for v in raw or []),
                 )
             )
-        if skip:
+        invalid = None if skip else regex_problem(values)
+        if invalid:
+            problems.append(
+                RouteProblem(where, f"rule {rule_name}: {invalid}; the rule is skipped")
+            )
+        if skip or invalid:
             continue
         prefixes, exact = _apisix_paths(match.get("paths") or [])
         request = RequestMatch(
@@ -223,6 +242,9 @@ def _httproute_match(match: Mapping[str, Any]) -> RequestMatch | str:
                     values=(str(item.get("value", "")),),
                 )
             )
+    invalid = regex_problem(values)
+    if invalid:
+        return invalid
     method = match.get("method")
     return RequestMatch(
         path_prefixes=prefixes,

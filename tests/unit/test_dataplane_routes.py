@@ -300,3 +300,44 @@ def test_services_select_workloads_by_template_labels():
     assert endpoints[("demo", "all")] == [("127.0.0.1", 1), ("127.0.0.1", 2)]
     assert endpoints[("demo", "canary")] == [("127.0.0.1", 2)]
     assert endpoints[("demo", "none")] == []
+
+
+def test_invalid_regex_skips_only_that_rule():
+    rules, problems = apisix_rules(
+        apisix(
+            rules=[
+                {
+                    "name": "bad",
+                    "match": {
+                        "exprs": [
+                            {
+                                "subject": {"scope": "Header", "name": "h"},
+                                "op": "RegexMatch",
+                                "value": "([",
+                            }
+                        ]
+                    },
+                    "backends": [{"serviceName": "web-canary"}],
+                },
+                {"name": "main", "backends": [{"serviceName": "web"}]},
+            ]
+        )
+    )
+    assert [r.rule for r in rules] == ["main"]
+    assert "is invalid" in problems[0].message
+    route = {
+        "metadata": {"name": "web", "namespace": "ns1"},
+        "spec": {
+            "rules": [
+                {
+                    "matches": [
+                        {"headers": [{"type": "RegularExpression", "name": "h", "value": "(["}]}
+                    ],
+                    "backendRefs": [{"name": "web"}],
+                }
+            ]
+        },
+    }
+    rules, problems = httproute_rules(route)
+    assert rules == []
+    assert "is invalid" in problems[0].message
