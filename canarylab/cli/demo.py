@@ -169,27 +169,11 @@ def _report(console: Console, out: Path, notebook: Path, error: str | None, bad:
 
 
 def write_report(record_dir: Path, html: Path) -> Path:
-    """A self-contained HTML file: title, step table, timeline and latency figures."""
-    from canarylab.plots import figures
+    """The self-contained postmortem report (``canarylab.plots.report``) of the record."""
     from canarylab.plots.replay import load
+    from canarylab.plots.report import write_html
 
-    replay = load(record_dir)
-    figs = [
-        figures.timeline(replay.samples, replay.events, title=replay.title),
-        figures.latency_distribution(replay.samples, replay.requests),
-    ]
-    steps = replay.recorded_steps()
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>canarylab: {replay.title}</title></head><body style='font-family:sans-serif'>",
-        f"<h1>{replay.title}</h1>",
-        steps.to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0),
-    ]
-    for i, fig in enumerate(figs):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))
-    parts.append("</body></html>")
-    html.write_text("\n".join(parts), encoding="utf-8")
-    return html
+    return write_html(load(record_dir), html)
 
 
 def _totals(out: Path) -> dict[str, int]:
