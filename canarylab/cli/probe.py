@@ -127,24 +127,46 @@ def probe(
         _print_summary(summary)
 
 
+LIVE_ROWS = 20
+"""How many (second, version) rows the live table keeps on screen."""
+
+
 async def _live(probe: Any) -> Any:
-    """Run the probe, printing one table row per (second, version) as seconds close."""
-    from rich.console import Console
+    """Run the probe under a live table of the latest seconds, one row per version."""
+    from rich import box
+    from rich.live import Live
     from rich.table import Table
 
-    console = Console()
-    table = Table(
-        "second", "version", "requests", "ok", "http_err", "timeout", "conn_err", "p50 ms", "p99 ms"
-    )
-    console.print(table)
-    async for samples in probe.stream():
-        for row in samples.itertuples():
-            console.print(
-                f"{row.second:%H:%M:%S}  {row.version:<12} {row.requests:>8} {row.ok:>8} "
-                f"{row.http_errors:>8} {row.timeouts:>7} {row.conn_errors:>8} "
-                f"{row.p50_ms:>8.1f} {row.p99_ms:>8.1f}",
-                highlight=False,
+    rows: list[tuple[str, ...]] = []
+
+    def render() -> Table:
+        table = Table(title=f"probe {probe.settings.url}", title_justify="left", box=box.SIMPLE)
+        for name in ("second  ", "version", "reqs", "ok", "http_err", "timeout", "conn_err"):
+            left = name in ("second  ", "version")
+            table.add_column(
+                name, justify="left" if left else "right", no_wrap=True, min_width=len(name)
             )
+        for name in ("p50 ms", "p99 ms"):  # latency of answered requests
+            table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+        for row in rows[-LIVE_ROWS:]:
+            table.add_row(*row)
+        return table
+
+    with Live(render(), refresh_per_second=4, transient=False) as live:
+        async for samples in probe.stream():
+            for r in samples.itertuples():
+                rows.append(
+                    (
+                        f"{r.second:%H:%M:%S}",
+                        str(r.version),
+                        *(
+                            str(v)
+                            for v in (r.requests, r.ok, r.http_errors, r.timeouts, r.conn_errors)
+                        ),
+                        *("-" if v != v else f"{v:.1f}" for v in (r.p50_ms, r.p99_ms)),
+                    )
+                )
+            live.update(render())
     return probe.result
 
 
@@ -153,6 +175,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    console.print()
     total = summary["total"] or 1
     table = Table("version", "responses", "share", "p50 ms", "p95 ms", "p99 ms", title="by version")
     for version, count in summary["by_version"].items():

@@ -78,15 +78,16 @@ def image_tag(image: str) -> str | None:
     return image[len(IMAGE_PREFIX) :] or None
 
 
-def build_app(settings: DemoSettings) -> web.Application:
-    """The aiohttp application; ``app["ready"]`` drops to False on shutdown."""
+def build_app(settings: DemoSettings, ready_flag: dict[str, bool] | None = None) -> web.Application:
+    """The aiohttp application; ``/readyz`` answers 503 once ``ready_flag["ready"]`` is
+    False (the app is shutting down)."""
     app = web.Application()
-    app["ready"] = True
+    flag = ready_flag if ready_flag is not None else {"ready": True}
     body = f"{settings.message} (version {settings.version})\n".encode()
     headers = {VERSION_HEADER: settings.version, "Content-Type": "text/plain"}
 
     async def ready(request: web.Request) -> web.Response:
-        status = 200 if request.app["ready"] else 503
+        status = 200 if flag["ready"] else 503
         return web.Response(status=status, text="ready\n" if status == 200 else "stopping\n")
 
     async def answer(request: web.Request) -> web.Response:
@@ -103,7 +104,8 @@ def build_app(settings: DemoSettings) -> web.Application:
 
 async def serve(settings: DemoSettings, host: str, port: int, grace: float = 10.0) -> None:
     """Serve until SIGTERM/SIGINT, then finish in-flight requests (up to ``grace`` s)."""
-    app = build_app(settings)
+    flag = {"ready": True}
+    app = build_app(settings, flag)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -113,7 +115,7 @@ async def serve(settings: DemoSettings, host: str, port: int, grace: float = 10.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    app["ready"] = False
+    flag["ready"] = False
     # cleanup() closes the listener, then waits for running handlers to finish.
     await runner.cleanup()
 
