@@ -6,7 +6,10 @@ sandbox gateway:
 
 1. the asyncio probe's throughput on one core (``taskset -c 0``, closed loop), and wrk's
    throughput (one thread on the same core) in the same run, alternating, ``--runs``
-   times each; medians and their ratio (goal: the probe reaches ≥ 25% of wrk);
+   times each; medians and their ratio (goal: the probe reaches ≥ 25% of wrk). Twice:
+   *routed* (through the gateway to the demo app's Python processes) and
+   *gateway-only* (a host no route takes, so HAProxy answers the 404 itself: what the
+   two clients can do when the backend is not the limit);
 2. split accuracy: the observed canary share at route weights 5, 25 and 50 over
    ``--split-requests`` requests each.
 
@@ -119,6 +122,14 @@ def run_json(argv: list[str]) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def wrk_throughput(url: str, host: str, connections: int, duration: float) -> float:
+    argv = pin(
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "-H", f"Host: {host}", url]
+    )
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
+
+
 def pin(argv: list[str]) -> list[str]:
     return ["taskset", "-c", "0", *argv] if shutil.which("taskset") else argv
 
@@ -160,28 +171,29 @@ def main() -> None:
         url = str(sb.status()["gateway"]) + "/"
         host = sandbox_host("web", namespace)
         cli = [str(Path(sys.executable).parent / "canarylab")]
-        common = ["--host", host, "-d", str(args.duration), "-c", str(args.connections), "--json"]
+        common = ["-d", str(args.duration), "-c", str(args.connections), "--json"]
 
-        probe_rps, wrk_rps = [], []
-        for _ in range(args.runs):
-            probe_rps.append(run_json(pin([*cli, "probe", url, *common]))["rps"])
-            wrk = pin(["wrk", "-t1", f"-c{args.connections}", f"-d{int(args.duration)}s"])
-            wrk_out = subprocess.run(
-                [*wrk, "-H", f"Host: {host}", url], capture_output=True, text=True, check=True
-            ).stdout
-            wrk_rps.append(
-                float(
-                    next(line for line in wrk_out.splitlines() if "Requests/sec" in line).split()[1]
-                )
-            )
-        p, w = statistics.median(probe_rps), statistics.median(wrk_rps)
         print(
-            f"machine: {os.cpu_count()} cores; {args.runs} runs of {args.duration:g}s, "
-            f"{args.connections} connections, both pinned to core 0"
+            f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+            f"{args.runs} runs of {args.duration:g}s, {args.connections} connections, "
+            "probe and wrk each pinned to core 0"
         )
-        print(f"asyncio probe: median {p:8.0f} req/s   runs {[round(x) for x in probe_rps]}")
-        print(f"wrk (1 thread): median {w:8.0f} req/s   runs {[round(x) for x in wrk_rps]}")
-        print(f"ratio probe/wrk: {100 * p / w:.0f}% (goal >= 25%)")
+        # Routed: through the gateway to the demo app (Python processes answer).
+        # Unrouted: the gateway's own 404 (HAProxy answers): what the clients can do.
+        for label, target in (("routed", host), ("gateway-only", "unrouted.bench.sandbox")):
+            probe_rps, wrk_rps = [], []
+            for _ in range(args.runs):
+                argv = [*cli, "probe", url, "--host", target, *common]
+                probe_rps.append(run_json(pin(argv))["rps"])
+                wrk_rps.append(wrk_throughput(url, target, args.connections, args.duration))
+            p, w = statistics.median(probe_rps), statistics.median(wrk_rps)
+            print(
+                f"[{label}] asyncio probe: median {p:8.0f} req/s  runs {[round(x) for x in probe_rps]}"
+            )
+            print(
+                f"[{label}] wrk, 1 thread: median {w:8.0f} req/s  runs {[round(x) for x in wrk_rps]}"
+            )
+            print(f"[{label}] ratio probe/wrk: {100 * p / w:.0f}% (goal >= 25%)")
 
         print(f"split accuracy over {args.split_requests} requests per weight:")
         for weight in (5, 25, 50):
