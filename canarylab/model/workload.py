@@ -92,7 +92,12 @@ def rollout_progress(d: DeploymentState) -> str:
 
 def canary_deployment_name(spec: CanarySpec) -> str:
     """``<parent>-canary``: one canary per parent, so the name is stable across versions."""
-    return f"{spec.parent}-canary"
+    return canary_deployment_name_for(spec.parent)
+
+
+def canary_deployment_name_for(parent: str) -> str:
+    """The canary Deployment's name for a parent Deployment's name."""
+    return f"{parent}-canary"
 
 
 def canary_service_name(parent_service: str) -> str:

@@ -102,21 +102,35 @@ class Cluster:
                 return None
             raise
 
-    def ensure_deployment(self, namespace: str, manifest: dict[str, Any], current: Any) -> None:
-        """Create the canary Deployment, or bring replicas/template/labels up to date."""
+    def ensure_deployment(
+        self, namespace: str, manifest: dict[str, Any], cached: Mapping[str, Any] | None
+    ) -> None:
+        """Create the canary Deployment, or bring replicas/template/labels up to date.
+
+        ``cached`` (from the watch cache, possibly trimmed) decides whether anything
+        needs writing; an update re-reads the full object first.
+        """
+        want_hash = manifest["metadata"]["annotations"][TEMPLATE_HASH]
+        if cached is not None and (
+            ((cached.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH)
+            == want_hash
+            and (cached.get("spec") or {}).get("replicas") == manifest["spec"]["replicas"]
+            and (((cached.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+                "labels"
+            )
+            == manifest["spec"]["template"]["metadata"]["labels"]
+        ):
+            return
         try:
+            current = (
+                None
+                if cached is None
+                else self.get_deployment(namespace, manifest["metadata"]["name"])
+            )
             if current is None:
                 self.apps.create_namespaced_deployment(namespace, manifest)
                 return
             meta = current["metadata"]
-            want_hash = manifest["metadata"]["annotations"][TEMPLATE_HASH]
-            if (
-                (meta.get("annotations") or {}).get(TEMPLATE_HASH) == want_hash
-                and current["spec"].get("replicas") == manifest["spec"]["replicas"]
-                and (current["spec"]["template"].get("metadata") or {}).get("labels")
-                == manifest["spec"]["template"]["metadata"]["labels"]
-            ):
-                return
             meta.setdefault("annotations", {})[TEMPLATE_HASH] = want_hash
             meta.setdefault("labels", {}).update(manifest["metadata"]["labels"])
             current["spec"]["replicas"] = manifest["spec"]["replicas"]

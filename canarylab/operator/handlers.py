@@ -12,6 +12,7 @@ must never make decisions; those live in ``canarylab.model``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 from collections.abc import Mapping
@@ -20,9 +21,9 @@ from typing import Any
 import kopf
 
 from canarylab.model.spec import GROUP, PLURAL, VERSION
-from canarylab.model.workload import CANARY_LABEL
+from canarylab.model.workload import CANARY_LABEL, canary_deployment_name_for
 from canarylab.operator.cluster import Cluster
-from canarylab.operator.reconcile import finalize, reconcile
+from canarylab.operator.reconcile import Snapshot, finalize, reconcile
 
 RESYNC = 30.0
 """Seconds between passes when nothing is poked (drift repair, e.g. a hand-edited route)."""
@@ -32,6 +33,8 @@ Key = tuple[str, str]
 _pokes: dict[Key, asyncio.Event] = {}
 _locks: dict[Key, asyncio.Lock] = {}
 _state: dict[str, Any] = {}
+_handled: dict[Key, int] = {}
+"""The generation each canary's last pass saw: status-only events need no new pass."""
 log = logging.getLogger("canarylab.controller")
 
 
@@ -103,6 +106,53 @@ def canaries(**kwargs: Any) -> dict[Any, Any]:
     return keys
 
 
+def _trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a Deployment that passes read (kept small: every Deployment is cached)."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    template_meta = (spec.get("template") or {}).get("metadata") or {}
+    return {
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "generation", "annotations", "ownerReferences")
+            if k in meta
+        },
+        "spec": {
+            "replicas": spec.get("replicas"),
+            "selector": spec.get("selector"),
+            "template": {"metadata": {"labels": dict(template_meta.get("labels") or {})}},
+        },
+        "status": dict(body.get("status") or {}),
+    }
+
+
+@kopf.index("apps", "v1", "deployments")
+def deployments(**kwargs: Any) -> dict[Any, Any]:
+    """Every Deployment by (namespace, name): parents and canaries, read without a GET."""
+    body = kwargs["body"]
+    return {(kwargs["namespace"], kwargs["name"]): _trim_deployment(body)}
+
+
+@kopf.index("", "v1", "services")
+def services(**kwargs: Any) -> dict[Any, Any]:
+    """Every Service's name, selector and ports, by namespace."""
+    spec = kwargs["spec"]
+    return {
+        kwargs["namespace"]: {
+            "metadata": {"name": kwargs["name"]},
+            "spec": {
+                "selector": dict(spec.get("selector") or {}),
+                "ports": [dict(p) for p in spec.get("ports") or ()],
+            },
+        }
+    }
+
+
+def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
 def _conflict(index: kopf.Index[Any, Any], namespace: str, name: str, parent: str) -> str:
     """The name of an older canary on the same parent (the later one is refused)."""
     entries = sorted(index.get(("parent", namespace, parent), ()))
@@ -113,7 +163,10 @@ def _conflict(index: kopf.Index[Any, Any], namespace: str, name: str, parent: st
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def _canary_changed(**kwargs: Any) -> None:
-    poke(kwargs["namespace"], kwargs["name"])
+    key = (kwargs["namespace"], kwargs["name"])
+    meta = kwargs["meta"]
+    if meta.get("deletionTimestamp") or _handled.get(key) != meta.get("generation"):
+        poke(*key)
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -145,8 +198,7 @@ async def _run(**kwargs: Any) -> None:
     namespace: str = kwargs["namespace"]
     name: str = kwargs["name"]
     stopped: kopf.DaemonStopped = kwargs["stopped"]
-    index: kopf.Index[Any, Any] = kwargs["canaries"]
-    parent = str(kwargs["spec"].get("parentDeployment", ""))
+    body: kopf.Body = kwargs["body"]  # kept current by kopf from the watch
     key = (namespace, name)
     event = _pokes.setdefault(key, asyncio.Event())
     lock = _locks.setdefault(key, asyncio.Lock())
@@ -154,14 +206,16 @@ async def _run(**kwargs: Any) -> None:
     try:
         while not stopped:
             event.clear()
-            conflict = _conflict(index, namespace, name, parent)
+            snap = _snapshot(body, kwargs)
             try:
+                # set before the pass: events for this generation arriving meanwhile
+                # (status, kopf's own annotations) need no second pass
+                _handled[key] = int(snap.cd["metadata"].get("generation") or 0)
                 async with lock:
-                    outcome = await asyncio.to_thread(
-                        reconcile, _cluster(), namespace, name, conflict
-                    )
+                    outcome = await asyncio.to_thread(reconcile, _cluster(), snap)
                 failures = 0
             except Exception as err:
+                _handled.pop(key, None)
                 failures += 1
                 delay = min(30.0, 0.5 * 2**failures)
                 log.warning(
@@ -176,6 +230,22 @@ async def _run(**kwargs: Any) -> None:
             await _wait(event, stopped, RESYNC * random.uniform(0.8, 1.2))
     finally:
         _pokes.pop(key, None)
+        _handled.pop(key, None)
+
+
+def _snapshot(body: kopf.Body, kwargs: Mapping[str, Any]) -> Snapshot:
+    """A consistent-enough copy of what one pass reads, from the body and the indexes."""
+    cd = copy.deepcopy(dict(body))
+    namespace, name = cd["metadata"]["namespace"], cd["metadata"]["name"]
+    parent = str((cd.get("spec") or {}).get("parentDeployment", ""))
+    index = kwargs["deployments"]
+    return Snapshot(
+        cd=cd,
+        parent=copy.deepcopy(_one(index, (namespace, parent))),
+        canary=copy.deepcopy(_one(index, (namespace, canary_deployment_name_for(parent)))),
+        services=[copy.deepcopy(s) for s in kwargs["services"].get(namespace, ())],
+        conflict=_conflict(kwargs["canaries"], namespace, name, parent),
+    )
 
 
 async def _wait(event: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:

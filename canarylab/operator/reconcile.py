@@ -52,6 +52,7 @@ class Outcome:
     again: bool = False
     gone: bool = False
     phase: str = ""
+    generation: int = 0
 
 
 def _router(
@@ -74,11 +75,27 @@ def _parent_services(
     )
 
 
-def reconcile(cluster: Cluster, namespace: str, name: str, conflict: str = "") -> Outcome:
-    """Run one pass; ``conflict`` names an older canary on the same parent, if any."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What a pass starts from: the canary and the objects around it, from watch caches.
+
+    Reads come from kopf's indexes (kept current by watches), so a pass costs only the
+    route read and the writes; every write is guarded (resourceVersion, create-409), so
+    a stale cache costs a retry, never a wrong result.
+    """
+
+    cd: Mapping[str, Any]
+    parent: Mapping[str, Any] | None
+    canary: Mapping[str, Any] | None
+    services: list[dict[str, Any]]
+    conflict: str = ""
+
+
+def reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
+    """Run one pass over ``snap``."""
     started = time.perf_counter()
     try:
-        outcome = _reconcile(cluster, namespace, name, conflict)
+        outcome = _reconcile(cluster, snap)
     except Exception as err:
         metrics.RECONCILES.labels("error").inc()
         metrics.ERRORS.labels(type(err).__name__).inc()
@@ -89,11 +106,12 @@ def reconcile(cluster: Cluster, namespace: str, name: str, conflict: str = "") -
     return outcome
 
 
-def _reconcile(cluster: Cluster, namespace: str, name: str, conflict: str) -> Outcome:
-    cd = cluster.get_canary(namespace, name)
-    if cd is None or cd["metadata"].get("deletionTimestamp"):
+def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
+    cd = snap.cd
+    if cd["metadata"].get("deletionTimestamp"):
         return Outcome(gone=True)
     meta = cd["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
     previous: Mapping[str, Any] = cd.get("status") or {}
     try:
         spec = parse_spec(cd.get("spec") or {})
@@ -103,11 +121,12 @@ def _reconcile(cluster: Cluster, namespace: str, name: str, conflict: str) -> Ou
         return Outcome(phase="Failed")
     owner = Owner(name, meta["uid"], namespace)
 
-    parent_obj = cluster.get_deployment(namespace, spec.parent)
+    parent_obj = snap.parent
     parent = DeploymentState.from_dict(parent_obj) if parent_obj else None
     if parent_obj is not None:
         cluster.adopt_by_parent(cd, parent_obj)
-    canary_obj = cluster.get_deployment(namespace, canary_deployment_name(spec))
+    conflict = snap.conflict
+    canary_obj = snap.canary
     if (
         canary_obj is not None
         and meta["uid"] not in DeploymentState.from_dict(canary_obj).owner_uids
@@ -116,13 +135,13 @@ def _reconcile(cluster: Cluster, namespace: str, name: str, conflict: str) -> Ou
         canary_obj = None
     canary = DeploymentState.from_dict(canary_obj) if canary_obj else None
 
-    services = cluster.services(namespace) if parent else []
+    services = snap.services if parent else []
     try:
         router = _router(cluster, spec, owner, _parent_services(services, parent))
     except UnknownRouter as err:
         _report(cluster, cd, failed(Status("Failed", ()), "UnknownRouter", str(err)), previous)
         return Outcome(phase="Failed")
-    view = router.observe() if parent else None
+    view = router.observe() if parent and not conflict else None
     observed = Observed(
         parent=parent,
         canary=canary,
@@ -158,7 +177,9 @@ def _reconcile(cluster: Cluster, namespace: str, name: str, conflict: str) -> Ou
         status.weights.canary if status.weights else None,
         status.canary_ready,
     )
-    return Outcome(again=decision.again, phase=status.phase)
+    return Outcome(
+        again=decision.again, phase=status.phase, generation=int(meta.get("generation") or 0)
+    )
 
 
 def _act(
@@ -169,7 +190,7 @@ def _act(
     router: TrafficRouter,
     services: list[dict[str, Any]],
     parent_service: str,
-    canary_obj: dict[str, Any] | None,
+    canary_obj: Mapping[str, Any] | None,
     parent_selector: dict[str, str],
 ) -> None:
     meta = cd["metadata"]

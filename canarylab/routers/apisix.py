@@ -208,10 +208,11 @@ class ApisixRouter:
         self.config = config
         self.parent_services = parent_services
         self.name = str(config.get("route", ""))
+        self._seen: dict[str, Any] | None = None
         self.routes = CustomRoutes(api_client, APISIX_ROUTE, owner.namespace)
 
     def observe(self) -> RouteView:
-        route = self.routes.get(self.name)
+        route = self._seen = self.routes.get(self.name)
         if route is None:
             return RouteView(found=False)
         try:
@@ -222,9 +223,10 @@ class ApisixRouter:
         return RouteView(found=True, parent_service=parent, split=current_split(targets))
 
     def set_weight(self, split: TrafficSplit) -> None:
-        self.routes.update(
+        self._seen = self.routes.update(
             self.name,
             lambda r: with_split(r, self.owner, self.config, self.parent_services, split),
+            self._seen,
         )
 
     def verify_weight(self, split: TrafficSplit) -> bool | None:
@@ -237,7 +239,7 @@ class ApisixRouter:
         if not match:
             self.routes.delete(managed_route_name(self.owner))
             return
-        route = self.routes.get(self.name)
+        route = self._seen or self.routes.get(self.name)
         if route is None:
             raise RouteProblem("RouteNotFound", f"ApisixRoute {self.name} does not exist")
         targets = find_targets(route, self.config, self.parent_services)

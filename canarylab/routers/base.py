@@ -114,6 +114,12 @@ class RouteKind:
         return f"{self.group}/{self.version}"
 
 
+_known_absent: set[tuple[str, str, str]] = set()
+"""(plural, namespace, name) of routes this process deleted or found missing; a pure
+cache to skip repeated DELETEs of a managed route that is already gone (a restart
+forgets it, which costs one DELETE answered 404)."""
+
+
 class CustomRoutes:
     """Read, replace, create and delete one kind of route through CustomObjectsApi."""
 
@@ -139,18 +145,24 @@ class CustomRoutes:
         return dict(obj)
 
     def update(
-        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+        self,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        current: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Read-modify-write with optimistic locking, retried on conflicts.
 
         ``change`` returns the new object, or None when nothing needs writing.
-        Returns the object as stored (None when the route does not exist).
+        ``current``, when given, is a just-read copy used for the first attempt (a
+        stale one only costs a 409 and a re-read). Returns the object as stored
+        (None when the route does not exist).
         """
         from kubernetes.client.rest import ApiException
 
         k = self.kind
         for _ in range(10):
-            current = self.get(name)
+            if current is None:
+                current = self.get(name)
             if current is None:
                 return None
             new = change(copy.deepcopy(current))
@@ -165,6 +177,7 @@ class CustomRoutes:
             except ApiException as err:
                 if err.status != 409:
                     raise
+                current = None
         raise CanarylabError(f"{k.kind} {self.namespace}/{name} kept changing under us; retrying")
 
     def apply(self, obj: dict[str, Any]) -> None:
@@ -173,6 +186,7 @@ class CustomRoutes:
 
         k = self.kind
         name = obj["metadata"]["name"]
+        _known_absent.discard((k.plural, self.namespace, name))
         try:
             self._api.create_namespaced_custom_object(
                 k.group, k.version, self.namespace, k.plural, obj
@@ -196,6 +210,9 @@ class CustomRoutes:
         from kubernetes.client.rest import ApiException
 
         k = self.kind
+        key = (k.plural, self.namespace, name)
+        if key in _known_absent:
+            return
         try:
             self._api.delete_namespaced_custom_object(
                 k.group, k.version, self.namespace, k.plural, name
@@ -203,6 +220,7 @@ class CustomRoutes:
         except ApiException as err:
             if err.status != 404:
                 raise
+        _known_absent.add(key)
 
 
 def read_original(route: Mapping[str, Any], owner: Owner) -> dict[str, Any] | None:

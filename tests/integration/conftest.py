@@ -150,18 +150,21 @@ def service_account_kubeconfig(api_client: Any, admin_kubeconfig: Path, dest: Pa
 
 
 def apply_manifests(api_client: Any, path: Path) -> None:
-    """Create (or leave) every object in ``path`` as the admin."""
-    from kubernetes import utils
-    from kubernetes.utils import FailToCreateError
+    """Server-side apply every object in ``path`` as the admin (updates stale copies)."""
+    from kubernetes import dynamic
 
+    dyn = dynamic.DynamicClient(api_client)
     for doc in yaml.safe_load_all(path.read_text()):
         if not doc:
             continue
-        try:
-            utils.create_from_dict(api_client, doc)
-        except FailToCreateError as err:
-            if any(e.status != 409 for e in err.api_exceptions):
-                raise
+        resource = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        resource.server_side_apply(
+            body=doc,
+            name=doc["metadata"]["name"],
+            namespace=doc["metadata"].get("namespace"),
+            field_manager="canarylab-tests",
+            force_conflicts=True,
+        )
 
 
 @pytest.fixture(scope="session")
