@@ -13,6 +13,7 @@ runs ``canarylab controller`` as a subprocess, and prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import statistics
@@ -134,6 +135,10 @@ def weight_shifts(api: Any, bench: Bench, shifts: int) -> list[float]:
     custom = client.CustomObjectsApi(api)
 
     def watcher() -> None:
+        with contextlib.suppress(Exception):  # the stream ends when the sandbox stops
+            follow()
+
+    def follow() -> None:
         w = watch.Watch()
         for event in w.stream(
             custom.list_namespaced_custom_object,
