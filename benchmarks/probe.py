@@ -227,10 +227,12 @@ def main() -> None:
                 f"failed {summary['failed_total']}, {summary['rps']:.0f} req/s)"
             )
     finally:
-        with contextlib.suppress(client.ApiException):
-            core.delete_namespace(namespace)
-        if started_here:
-            sb.down(purge=temp is not None)
+        try:
+            with contextlib.suppress(client.ApiException):
+                core.delete_namespace(namespace)
+        finally:
+            if started_here:
+                sb.down(purge=temp is not None)
 
 
 if __name__ == "__main__":
