@@ -197,6 +197,11 @@ class Probe:
         rate = float(self.settings.rate or 1)
         slots = asyncio.Semaphore(self.settings.connections)
         tasks: set[asyncio.Task[None]] = set()
+        # At most one second of requests (or two per connection) may wait for a free
+        # connection; beyond that a slot is dropped, so a stalled server lowers the
+        # achieved rate (visible in the samples) instead of growing memory without end.
+        backlog = max(2 * self.settings.connections, int(rate))
+        scheduled = 0
 
         async def guarded() -> None:
             async with slots:
@@ -205,8 +210,9 @@ class Probe:
         while (now := time.perf_counter()) < deadline and self._budget_left():
             if self._stopping:
                 break
-            due = int((now - self._t0) * rate) + 1 - self._issued
-            for _ in range(max(0, due)):
+            due = int((now - self._t0) * rate) + 1 - scheduled
+            scheduled += max(0, due)
+            for _ in range(min(due, backlog - len(tasks))):
                 if not self._budget_left():
                     break
                 self._issued += 1
