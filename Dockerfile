@@ -2,7 +2,7 @@
 # Build: docker build -t ghcr.io/canarylab/canarylab:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY canarylab ./canarylab
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
