@@ -82,9 +82,7 @@ def demo(bad: bool, hold: float, rate: float, out_dir: str | None, down: bool) -
     console = Console()
     started = time.monotonic()
     out = Path(out_dir or os.environ.get("DEMO_OUT") or ("out/demo-bad" if bad else "out/demo"))
-    if out.exists():
-        shutil.rmtree(out)  # a demo run is a fresh record, not a continuation
-    out.mkdir(parents=True)
+    _fresh_output(out)
     sb = Sandbox(progress=lambda message: console.log(message))
     sb.up()
     controller: subprocess.Popen[bytes] | None = None
@@ -174,6 +172,31 @@ def write_report(record_dir: Path, html: Path) -> Path:
     from canarylab.plots.report import write_html
 
     return write_html(load(record_dir), html)
+
+
+DEMO_FILES = {
+    "record",
+    "canary-rollout.ipynb",
+    "summary.csv",
+    "totals.json",
+    "report.html",
+    "controller.log",
+}
+
+
+def _fresh_output(out: Path) -> None:
+    """Empty ``out`` for a new demo — only when it holds nothing but an earlier demo's files."""
+    if out.exists():
+        if not out.is_dir():
+            raise click.ClickException(f"{out} exists and is not a directory; choose another --out")
+        unknown = sorted(p.name for p in out.iterdir() if p.name not in DEMO_FILES)
+        if unknown:
+            raise click.ClickException(
+                f"{out} holds files a demo did not write ({', '.join(unknown[:5])}); "
+                "choose an empty or new directory with --out or DEMO_OUT"
+            )
+        shutil.rmtree(out)  # a demo run is a fresh record, not a continuation
+    out.mkdir(parents=True)
 
 
 def _totals(out: Path) -> dict[str, int]:
