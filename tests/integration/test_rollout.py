@@ -73,3 +73,28 @@ def test_actions_on_a_missing_canary_say_what_to_do(
     with pytest.raises(RolloutError, match=r"parent Deployment .* does not exist"):
         r.create_canary(image="canarylab/demo:v2", version="v2")
     assert not r.abort().exists  # nothing to abort is not an error
+
+
+def test_dry_run_describes_the_plan_and_changes_nothing(
+    controller: Any, sandbox: Any, api_client: Any, namespace: str, tmp_path: Path
+) -> None:
+    from canarylab.rollout.session import RolloutSession, RunbookParameters
+
+    deploy_parent(api_client, namespace, replicas=1)
+    params = RunbookParameters(
+        namespace=namespace,
+        parent=PARENT,
+        version="v2",
+        image="canarylab/demo:v2",
+        steps=(10, 100),
+        hold=5,
+        gates={"max_error_rate": 0.05},
+        kubeconfig=str(sandbox.kubeconfig),
+        output_dir=str(tmp_path),
+        dry_run=True,
+    )
+    text = RolloutSession(params).describe()
+    assert "now: hello: absent" in text
+    assert "step 1: weight 10%, hold 5s, gates: max-error-rate" in text
+    assert "then: replace the parent" in text
+    assert canary_objects(api_client, namespace) == []
