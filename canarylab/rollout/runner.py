@@ -41,8 +41,11 @@ class GateFailed(RolloutError):
         weight: int,
         rolled_back: bool,
         others: tuple[g.Verdict, ...] = (),
+        summary: Mapping[str, Any] | None = None,
     ) -> None:
         self.verdict = verdict
+        self.summary = dict(summary or {})
+        """The failed step's summary-table row."""
         self.step = step
         self.weight = weight
         self.rolled_back = rolled_back
@@ -267,7 +270,7 @@ def _fail(
         message=f"gate {failed.gate} failed at step {index + 1}",
     )
     others = tuple(v for v in verdicts if v is not failed)
-    raise GateFailed(failed, index, weight, rolled_back, others)
+    raise GateFailed(failed, index, weight, rolled_back, others, summary)
 
 
 def _no_traffic() -> g.Traffic:

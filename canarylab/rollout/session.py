@@ -159,7 +159,8 @@ class RolloutSession:
             return self.outcome
         except GateFailed as err:
             outcome = "rolled-back" if err.rolled_back else "failed"
-            self.rows.extend(_failed_rows(self.record_dir))
+            if err.summary:
+                self.rows.append(err.summary)
             raise
         finally:
             self.finish(outcome)
@@ -179,22 +180,6 @@ class RolloutSession:
 
     def totals(self) -> dict[str, int]:
         return self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
-
-
-def _failed_rows(record_dir: Path) -> list[dict[str, Any]]:
-    """The failed step's summary row, as the runner recorded it."""
-    rows = []
-    events = record_dir / "events.jsonl"
-    if events.exists():
-        for line in events.read_text().splitlines()[::-1]:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("kind") == "step" and ev.get("state") == "failed":
-                rows.append(ev.get("summary") or {})
-                break
-    return rows
 
 
 def _sandbox_gateway(target: Any) -> str:

@@ -218,6 +218,8 @@ def test_runner_rolls_back_then_raises_naming_the_gate() -> None:
     assert ro.calls == ["create", "ready", "weight 10", "abort"]
     assert err.value.rolled_back
     assert "comparisons: error-rate-comparison fail, p-value" in str(err.value)
+    assert err.value.summary["verdict"] == "fail"
+    assert err.value.summary["weight"] == 10
     assert clk.t < 30  # failed during the hold, as soon as the numbers were in
     kinds = [e["kind"] for e in ro.recorder.events]
     assert "verdict" in kinds
