@@ -1,0 +1,349 @@
+"""The controller at cluster scale: ``python benchmarks/scale.py [--canaries 300] [--namespaces 30]``.
+
+Starts a private sandbox (kwok's default 1 s simulated pod start), installs the real
+APISIX CRDs and the CanaryDeployment CRD, spreads N parents across namespaces, each
+with its own Service and ApisixRoute, runs ``canarylab controller`` (all namespaces)
+as a subprocess, and prints:
+
+- the time until all N CanaryDeployments, created at once, are Serving (target ≤ 60 s);
+- the time for a weight change applied to all N to be on every route;
+- resuming after a restart with N existing resources: the controller is SIGKILLed, all
+  N weights are changed while it is down, and it is started again; the time until its
+  liveness endpoint answers and until every route carries the new weight;
+- the controller's peak RSS (VmHWM, both processes; target ≤ 200 MiB).
+
+``--profile DIR`` runs the controller under py-spy (``pip install py-spy``) and writes
+a flame graph and the top functions there, to show where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubernetes import client, config  # noqa: E402
+
+from benchmarks.controller import AR, GROUP, PLURAL, VERSION, canary, objects  # noqa: E402
+from benchmarks.controller import peak_rss_mib as vm_hwm_mib  # noqa: E402
+from canarylab.sandbox import Sandbox, procs  # noqa: E402
+from tests.helpers import install_crds, wait_for  # noqa: E402
+
+SHARED = Path(os.environ.get("CANARYLAB_SHARED_CRDS", REPO.parent / "shared" / "crds"))
+SERVING_TARGET_S = 60.0
+RSS_TARGET_MIB = 200.0
+
+
+class Controller:
+    """``canarylab controller -A`` as a subprocess, optionally under py-spy."""
+
+    def __init__(self, kubeconfig: Path, log: Path, profile: Path | None) -> None:
+        self.kubeconfig, self.log, self.profile = kubeconfig, log, profile
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = procs.free_port()
+        self.peak_mib = 0.0
+        self.runs = 0
+
+    def start(self) -> float:
+        """Start it; seconds until its liveness endpoint answers."""
+        argv = [
+            str(Path(sys.executable).parent / "canarylab"),
+            "controller",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--all-namespaces",
+            "--liveness",
+            f"http://127.0.0.1:{self.port}/healthz",
+        ]
+        self.runs += 1
+        if self.profile is not None:
+            out = self.profile / f"controller-{self.runs}"
+            argv = [
+                *py_spy(),
+                "record",
+                "--subprocesses",
+                "--threads",
+                "--rate",
+                "50",
+                "--format",
+                "raw",
+                "-o",
+                f"{out}.txt",
+                "--",
+                *argv,
+            ]
+        started = time.perf_counter()
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+        def alive() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the controller exited; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(alive, 120, interval=0.05, what="the controller's liveness endpoint")
+        return time.perf_counter() - started
+
+    def pid(self) -> int:
+        """The controller's own pid (py-spy's child when profiling)."""
+        assert self.proc is not None
+        if self.profile is None:
+            return self.proc.pid
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return int(children.split()[0])
+
+    def sample_rss(self) -> None:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            self.peak_mib = max(self.peak_mib, vm_hwm_mib(self.pid()))
+
+    def kill(self) -> None:
+        self.sample_rss()
+        os.kill(self.pid(), signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.sample_rss()
+        os.kill(self.pid(), signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def py_spy() -> list[str]:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return [found]
+
+
+def top_frames(collapsed: Path, count: int = 20) -> list[str]:
+    """The functions with the most samples (own and total) in a py-spy ``raw`` profile."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, hits = line.rpartition(" ")
+        if not stack or not hits.isdigit():
+            continue
+        frames = stack.split(";")
+        samples += int(hits)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(hits)
+        for frame in set(frames[1:]):  # the first frame is the thread
+            total[frame] = total.get(frame, 0) + int(hits)
+    ranked = sorted(total.items(), key=lambda kv: -kv[1])[:count]
+    return [
+        f"{100 * hits / max(samples, 1):5.1f}% total {100 * own.get(f, 0) / max(samples, 1):5.1f}% own  {f}"
+        for f, hits in ranked
+    ]
+
+
+def namespace_of(i: int, namespaces: int) -> str:
+    return f"scale-{i % namespaces:03d}"
+
+
+def canary_weights(custom: Any) -> dict[tuple[str, str], int | None]:
+    """Canary backend weight of every ApisixRoute in the cluster, by (namespace, name)."""
+    out: dict[tuple[str, str], int | None] = {}
+    for route in custom.list_cluster_custom_object(*AR)["items"]:
+        meta = route["metadata"]
+        backends = route["spec"]["http"][0]["backends"]
+        weight = next(
+            (b.get("weight") for b in backends if b["serviceName"].endswith("-canary")), None
+        )
+        out[(meta["namespace"], meta["name"])] = weight
+    return out
+
+
+def timed(what: str, check: Callable[[], bool], timeout: float) -> float:
+    started = time.perf_counter()
+    wait_for(check, timeout, interval=0.25, what=what)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--canaries", type=int, default=300)
+    parser.add_argument("--namespaces", type=int, default=30)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the sandbox here")
+    args = parser.parse_args()
+    if not (SHARED / "apisix").is_dir():
+        sys.exit(f"the real APISIX CRDs are not at {SHARED}; set CANARYLAB_SHARED_CRDS")
+    n = args.canaries
+    names = [(namespace_of(i, args.namespaces), f"app{i:03d}") for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        state = args.keep or Path(tmp) / "sb"
+        sb = Sandbox(state)
+        sb.up()
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        controller = Controller(sb.kubeconfig, Path(tmp) / "controller.log", args.profile)
+        try:
+            api = config.new_client_from_config(config_file=str(sb.kubeconfig))
+            api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+            install_crds(
+                api,
+                [
+                    *sorted((SHARED / "apisix").glob("*.yaml")),
+                    REPO / "deploy" / "canarydeployments.canarylab.io.yaml",
+                ],
+            )
+            apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+            custom = client.CustomObjectsApi(api)
+            for ns in sorted({ns for ns, _ in names}):
+                core.create_namespace({"metadata": {"name": ns}})
+
+            def parent(item: tuple[str, str]) -> None:
+                ns, name = item
+                deploy, svc, route = objects(name)
+                apps.create_namespaced_deployment(ns, deploy)
+                core.create_namespaced_service(ns, svc)
+                custom.create_namespaced_custom_object(*AR[:2], ns, AR[2], route)
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(parent, names))
+            wait_for(
+                lambda: (
+                    sum(
+                        (d.status.ready_replicas or 0) >= 1
+                        for d in apps.list_deployment_for_all_namespaces().items
+                    )
+                    >= n
+                ),
+                600,
+                interval=1,
+                what="every parent ready",
+            )
+            print(
+                f"{n} parents in {args.namespaces} namespaces ready in {time.perf_counter() - started:.1f} s"
+            )
+            boot = controller.start()
+            print(f"controller up (liveness) in {boot:.1f} s with no canaries")
+
+            def phases() -> list[str]:
+                items = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+                return [str((i.get("status") or {}).get("phase", "")) for i in items]
+
+            def create(item: tuple[str, str]) -> None:
+                ns, name = item
+                custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, canary(name, 20))
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(create, names))
+            created = time.perf_counter() - t0
+            serving = (
+                timed(
+                    "every canary Serving",
+                    lambda: sum(p == "Serving" for p in phases()) >= n,
+                    600,
+                )
+                + created
+            )
+            weighted = (
+                timed(
+                    "weight 20 on every route",
+                    lambda: list(canary_weights(custom).values()).count(20) >= n,
+                    600,
+                )
+                + serving
+            )
+            controller.sample_rss()
+            print(
+                f"{n} canaries created at once (in {created:.1f} s): all Serving after "
+                f"{serving:.1f} s (target ≤ {SERVING_TARGET_S:.0f} s), weight 20 on every "
+                f"route after {weighted:.1f} s"
+            )
+
+            def set_weight(weight: int) -> Callable[[tuple[str, str]], None]:
+                def patch(item: tuple[str, str]) -> None:
+                    ns, name = item
+                    custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, ns, PLURAL, name, {"spec": {"weight": weight}}
+                    )
+
+                return patch
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(set_weight(50), names))
+            patched = time.perf_counter() - t0
+            shifted = (
+                timed(
+                    "weight 50 on every route",
+                    lambda: list(canary_weights(custom).values()).count(50) >= n,
+                    600,
+                )
+                + patched
+            )
+            controller.sample_rss()
+            print(
+                f"weight 20 → 50 on all {n} (patches sent in {patched:.1f} s): on every route "
+                f"after {shifted:.1f} s"
+            )
+
+            controller.kill()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(set_weight(70), names))
+            t0 = time.perf_counter()
+            alive = controller.start()
+            resumed = (
+                timed(
+                    "weight 70 on every route after the restart",
+                    lambda: list(canary_weights(custom).values()).count(70) >= n,
+                    600,
+                )
+                + alive
+            )
+            time.sleep(2)
+            controller.sample_rss()
+            print(
+                f"restart with {n} existing canaries: liveness after {alive:.1f} s, the change "
+                f"made while it was down on every route after {resumed:.1f} s"
+            )
+            print(
+                f"controller peak RSS {controller.peak_mib:.0f} MiB (target ≤ {RSS_TARGET_MIB:.0f})"
+            )
+            missed = []
+            if serving > SERVING_TARGET_S:
+                missed.append("all Serving")
+            if controller.peak_mib > RSS_TARGET_MIB:
+                missed.append("RSS")
+            print("targets: " + (f"MISSED {', '.join(missed)}" if missed else "met"))
+        finally:
+            controller.stop()
+            if args.profile is not None:
+                for raw in sorted(args.profile.glob("controller-*.txt")):
+                    print(f"py-spy {raw}: where the controller's samples were")
+                    for line in top_frames(raw):
+                        print(f"  {line}")
+            if args.keep is None:
+                sb.down()
+
+
+if __name__ == "__main__":
+    main()
