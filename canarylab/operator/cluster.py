@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client
@@ -19,6 +21,8 @@ from kubernetes.client.rest import ApiException
 from canarylab.errors import CanarylabError
 from canarylab.model.spec import GROUP, KIND, PLURAL, VERSION
 from canarylab.model.workload import CANARY_LABEL, TEMPLATE_HASH, owner_reference
+
+log = logging.getLogger("canarylab.controller")
 
 
 class Rejected(CanarylabError):
@@ -45,6 +49,8 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
+        # Events are posted off the reconcile path: a pass never waits for them.
+        self._events = ThreadPoolExecutor(2, thread_name_prefix="canarylab-events")
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return dict(self.api_client.sanitize_for_serialization(obj))
@@ -232,6 +238,10 @@ class Cluster:
     # Events
 
     def event(self, cd: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """Post an Event on the CanaryDeployment, in the background (best effort)."""
+        self._events.submit(self._post_event, cd, kind, reason, message)
+
+    def _post_event(self, cd: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         meta = cd["metadata"]
         stamp = now()
         body = {
@@ -254,6 +264,5 @@ class Cluster:
         }
         try:
             self.core.create_namespaced_event(meta["namespace"], body)
-        except ApiException as err:
-            if err.status not in (403, 404, 409):  # Events are best-effort
-                raise
+        except ApiException as err:  # Events are best effort; say so in the log only
+            log.warning("could not post Event %s on %s: %s", reason, meta["name"], err.reason)

@@ -16,6 +16,7 @@ import copy
 import logging
 import random
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -28,6 +29,8 @@ from canarylab.operator.reconcile import Snapshot, finalize, reconcile
 RESYNC = 30.0
 """Seconds between passes when nothing is poked (drift repair, e.g. a hand-edited route)."""
 FINALIZER = "canarylab.io/finalizer"
+WORKERS = 24
+"""Reconcile passes that may run at once (each in a thread; the client is synchronous)."""
 
 Key = tuple[str, str]
 _pokes: dict[Key, asyncio.Event] = {}
@@ -58,7 +61,7 @@ def poke(namespace: str, name: str) -> None:
 
 
 @kopf.on.login()
-def _login(**_: Any) -> kopf.ConnectionInfo:
+async def _login(**_: Any) -> kopf.ConnectionInfo:
     """Log kopf in exactly as our own client is (kubeconfig resolved by canarylab.kube)."""
     conf = _cluster().api_client.configuration
     token = (conf.api_key or {}).get("authorization") or (conf.api_key or {}).get("BearerToken")
@@ -76,7 +79,12 @@ def _login(**_: Any) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup()
-def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # passes wait on the API server, not the CPU: enough threads that a burst of
+    # canaries does not queue behind a handful of slow requests
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="canarylab-pass")
+    )
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="canarylab.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -90,7 +98,7 @@ def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def canaries(**kwargs: Any) -> dict[Any, Any]:
+async def canaries(**kwargs: Any) -> dict[Any, Any]:
     """Canaries by parent Deployment and by route, for pokes and the one-per-parent rule."""
     namespace, name = kwargs["namespace"], kwargs["name"]
     spec: Mapping[str, Any] = kwargs["spec"]
@@ -127,14 +135,14 @@ def _trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @kopf.index("apps", "v1", "deployments")
-def deployments(**kwargs: Any) -> dict[Any, Any]:
+async def deployments(**kwargs: Any) -> dict[Any, Any]:
     """Every Deployment by (namespace, name): parents and canaries, read without a GET."""
     body = kwargs["body"]
     return {(kwargs["namespace"], kwargs["name"]): _trim_deployment(body)}
 
 
 @kopf.index("", "v1", "services")
-def services(**kwargs: Any) -> dict[Any, Any]:
+async def services(**kwargs: Any) -> dict[Any, Any]:
     """Every Service's name, selector and ports, by namespace."""
     spec = kwargs["spec"]
     return {
@@ -162,7 +170,7 @@ def _conflict(index: kopf.Index[Any, Any], namespace: str, name: str, parent: st
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def _canary_changed(**kwargs: Any) -> None:
+async def _canary_changed(**kwargs: Any) -> None:
     key = (kwargs["namespace"], kwargs["name"])
     meta = kwargs["meta"]
     if meta.get("deletionTimestamp") or _handled.get(key) != meta.get("generation"):
@@ -170,7 +178,7 @@ def _canary_changed(**kwargs: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments")
-def _deployment_changed(**kwargs: Any) -> None:
+async def _deployment_changed(**kwargs: Any) -> None:
     namespace, name = kwargs["namespace"], kwargs["name"]
     for _created, cd in kwargs["canaries"].get(("parent", namespace, name), ()):
         poke(namespace, cd)
@@ -180,14 +188,14 @@ def _deployment_changed(**kwargs: Any) -> None:
 
 
 @kopf.on.event("apisix.apache.org", "v2", "apisixroutes")
-def _apisix_route_changed(**kwargs: Any) -> None:
+async def _apisix_route_changed(**kwargs: Any) -> None:
     namespace = kwargs["namespace"]
     for cd in kwargs["canaries"].get(("route", namespace, "apisix", kwargs["name"]), ()):
         poke(namespace, cd)
 
 
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
-def _http_route_changed(**kwargs: Any) -> None:
+async def _http_route_changed(**kwargs: Any) -> None:
     namespace = kwargs["namespace"]
     for cd in kwargs["canaries"].get(("route", namespace, "gatewayAPI", kwargs["name"]), ()):
         poke(namespace, cd)
