@@ -43,12 +43,21 @@ def parse_classifier(spec: str) -> dict[str, Any]:
 class ProbeFeed:
     """A running probe whose closed seconds flow into a recorder and into ``traffic()``."""
 
-    def __init__(self, settings: Any, recorder: Any = None, flush_every_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        recorder: Any = None,
+        flush_every_s: float = 1.0,
+        keep_requests_s: float = 3600.0,
+    ) -> None:
         from canarylab.probe import Probe
 
         self.settings = settings
         self.recorder = recorder
         self.flush_every_s = flush_every_s
+        self.keep_requests_s = keep_requests_s
+        """Per-request results older than this are dropped from memory (the record keeps
+        them); per-second samples are small and all kept."""
         self._probe = Probe(settings)
         self._lock = threading.Lock()
         self._samples: list[pd.DataFrame] = []
@@ -72,6 +81,7 @@ class ProbeFeed:
         headers: dict[str, str] | None = None,
         recorder: Any = None,
         max_duration_s: float = 24 * 3600,
+        keep_requests_s: float = 3600.0,
     ) -> ProbeFeed:
         from canarylab.probe import ProbeSettings
 
@@ -86,7 +96,7 @@ class ProbeFeed:
             )
         except ValueError as err:
             raise ProbeError(f"cannot start the probe: {err}") from None
-        feed = cls(settings, recorder)
+        feed = cls(settings, recorder, keep_requests_s=keep_requests_s)
         feed._thread.start()
         feed._started.wait(10)
         if recorder is not None:
@@ -189,6 +199,9 @@ class ProbeFeed:
         with self._lock:
             self._samples.append(samples)
             self._requests.append(requests)
+            horizon = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=self.keep_requests_s)
+            while len(self._requests) > 1 and self._requests[0]["t"].iloc[-1] < horizon:
+                self._requests.pop(0)
         if self.recorder is not None:
             self.recorder.samples(samples)
             self.recorder.requests(requests)
