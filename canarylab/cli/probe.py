@@ -67,6 +67,13 @@ def _headers(values: tuple[str, ...], host: str | None) -> tuple[tuple[str, str]
     "--engine", type=click.Choice(["asyncio", "wrk"]), default="asyncio", show_default=True
 )
 @click.option(
+    "--client",
+    type=click.Choice(["fast", "aiohttp"]),
+    default="fast",
+    show_default=True,
+    help="HTTP client of the asyncio engine (https:// always uses aiohttp).",
+)
+@click.option(
     "-o",
     "--out",
     type=click.Path(path_type=Path),
@@ -86,6 +93,7 @@ def probe(
     timeout: float,
     max_requests: int | None,
     engine: str,
+    client: str,
     out: Path | None,
     as_json: bool,
 ) -> None:
@@ -103,6 +111,7 @@ def probe(
             classify_header=classify_header,
             body_regex=body_regex,
             max_requests=max_requests,
+            client=client,  # type: ignore[arg-type]
         )
     except (ValueError, TypeError) as err:
         raise click.BadParameter(str(err)) from err

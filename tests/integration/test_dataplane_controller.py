@@ -169,3 +169,33 @@ def test_deleting_canary_under_load_has_zero_failures(kit: Kit, sandbox: Any) ->
     print(f"delete under load: {result.summary()}")
     assert_no_failures(result)
     assert set(last_seconds(result, 1)["version"]) == {"v1"}
+
+
+def test_controller_match_route_sends_header_traffic_to_canary(kit: Kit, sandbox: Any) -> None:
+    demo_parent(kit)
+    kit.create(demo_canary(25))
+    kit.wait_phase("Serving", timeout=60)
+    rule = f"ApisixRoute/{kit.ns}/web/main"
+    wait_backend(sandbox, rule, split(25, 3))
+    kit.patch("web", {"match": {"headers": [{"name": "X-Canary", "value": "yes"}]}})
+    gateway, host = sandbox.status()["gateway"], sandbox_host("web", kit.ns)
+
+    def probe(n: int, *headers: tuple[str, str]) -> Any:
+        settings = ProbeSettings(
+            url=gateway + "/", headers=(("Host", host), *headers), max_requests=n, connections=8
+        )
+        return asyncio.run(Probe(settings).run())
+
+    # The controller's managed match route (a copy with the same hosts) takes over.
+    wait_for(
+        lambda: probe(50, ("X-Canary", "yes")).summary()["by_version"] == {"v2": 50},
+        30,
+        interval=0.5,
+        what="header traffic all on the canary",
+    )
+    with_header = probe(2000, ("X-Canary", "yes")).summary()
+    assert with_header["by_version"] == {"v2": 2000}
+    others = probe(4000, ("X-Canary", "no")).summary()
+    assert others["failed_total"] == 0
+    share = 100 * others["by_version"].get("v2", 0) / others["total"]
+    assert abs(share - 25) <= 2.0, others

@@ -102,3 +102,22 @@ def test_wrk_engine_classifies_the_same_way(demo_url):
 def test_wrk_engine_refuses_what_it_cannot_do(demo_url):
     with pytest.raises(ValueError, match="drop --rate"):
         run_wrk(ProbeSettings(url=demo_url, rate=10))
+
+
+@pytest.mark.parametrize("client", ["fast", "aiohttp"])
+def test_both_clients_classify_and_count_alike(demo_url, client):
+    settings = ProbeSettings(url=demo_url, max_requests=300, connections=4, client=client)
+    summary = asyncio.run(Probe(settings).run()).summary()
+    assert summary["by_version"] == {"v3": 300}
+    assert summary["failed_total"] == 0
+    by_body = ProbeSettings(
+        url=demo_url, max_requests=50, connections=2, client=client, body_regex=r"hello (\w+)"
+    )
+    assert asyncio.run(Probe(by_body).run()).summary()["by_version"] == {"Hongbo": 50}
+
+
+def test_refused_connections_are_conn_errors():
+    settings = ProbeSettings(url=f"http://127.0.0.1:{free_port()}/", max_requests=20, connections=2)
+    summary = asyncio.run(Probe(settings).run()).summary()
+    assert summary["failed"]["conn_errors"] == 20
+    assert summary["by_version"] == {"unknown": 20}
