@@ -130,7 +130,7 @@ def test_thirty_rollouts_with_controller_kills(
 
     def start() -> None:
         t = time.monotonic()
-        controller.start()
+        controller.start(timeout=WAIT)
         print(f"[chaos] controller up again in {time.monotonic() - t:.1f}s")
 
     killer = Killer(kill, start)
@@ -195,6 +195,11 @@ def test_thirty_rollouts_with_controller_kills(
     print(
         f"rollouts: {ROLLOUTS}, kills: {len(killer.kills)}, violations: {len(violations)}, "
         f"failed requests: {failed}"
+    )
+    log = controller.log_path.read_text(errors="replace")
+    unexpected = log.count("due to an unexpected error")
+    print(
+        f"[chaos] controller log: {unexpected} 'unexpected error' throttles ({controller.log_path})"
     )
     assert len(killer.kills) == ROLLOUTS, f"missed kills in rollouts {killer.missed}"
     assert sampler.samples > 100, "the sampler saw too little to judge the weights"
