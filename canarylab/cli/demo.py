@@ -88,15 +88,15 @@ def demo(bad: bool, hold: float, rate: float, out_dir: str | None, down: bool) -
     controller: subprocess.Popen[bytes] | None = None
     try:
         api = _api(sb.kubeconfig)
+        from canarylab.rollout import sample_app
+
         _install_crds(api)
+        # The route's CRD first: the controller watches ApisixRoutes from its start.
+        if sample_app.ensure_apisix_crd(api) == "stand-in":
+            console.log("no real APISIX CRDs found: installed a schema-less ApisixRoute stand-in")
         controller = _start_controller(sb.kubeconfig, out / "controller.log")
         console.log(f"controller started (pid {controller.pid}, log {out / 'controller.log'})")
         _fresh_namespace(api, console)
-        from canarylab.rollout import sample_app
-
-        crd = sample_app.ensure_apisix_crd(api)
-        if crd == "stand-in":
-            console.log("no real APISIX CRDs found: installed a schema-less ApisixRoute stand-in")
         sample_app.deploy(api, NAMESPACE, name=PARENT, version="v1", replicas=3)
         sample_app.wait_parent_ready(api, NAMESPACE, PARENT)
         console.log(
