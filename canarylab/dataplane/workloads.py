@@ -229,7 +229,7 @@ class WorkloadRunner:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
         url = f"http://127.0.0.1:{proc.port}{READY_PATH}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
         while proc.state == "starting" and time.monotonic() < deadline:
             if proc.process.returncode is not None:
                 break

@@ -141,7 +141,7 @@ def test_replace_under_load_has_zero_failures(kit: Kit, sandbox: Any) -> None:
         kit.patch("web", {"replace": True})
         kit.wait_phase("Replaced", timeout=90)
         wait_for(lambda: "web-canary" not in kit.deployments(), 30, what="canary Deployment gone")
-        wait_backend(sandbox, rule, lambda b: len(b["servers"]) == 2, timeout=30)
+        wait_backend(sandbox, rule, lambda b: len(b["servers"]) == 2, timeout=90)
 
     started = time.monotonic()
     result = asyncio.run(under_load(gateway, host, replace))
@@ -163,7 +163,7 @@ def test_deleting_canary_under_load_has_zero_failures(kit: Kit, sandbox: Any) ->
         kit.delete()
         kit.wait_gone(timeout=60)
         wait_for(lambda: "web-canary" not in kit.deployments(), 30, what="canary Deployment gone")
-        wait_backend(sandbox, rule, lambda b: len(b["servers"]) == 2, timeout=30)
+        wait_backend(sandbox, rule, lambda b: len(b["servers"]) == 2, timeout=90)
 
     result = asyncio.run(under_load(gateway, host, delete))
     print(f"delete under load: {result.summary()}")
@@ -182,7 +182,11 @@ def test_controller_match_route_sends_header_traffic_to_canary(kit: Kit, sandbox
 
     def probe(n: int, *headers: tuple[str, str]) -> Any:
         settings = ProbeSettings(
-            url=gateway + "/", headers=(("Host", host), *headers), max_requests=n, connections=8
+            url=gateway + "/",
+            headers=(("Host", host), *headers),
+            max_requests=n,
+            connections=8,
+            duration=600,
         )
         return asyncio.run(Probe(settings).run())
 

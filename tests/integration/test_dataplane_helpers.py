@@ -122,7 +122,7 @@ def wait_backend(
     sandbox: Any,
     rule: str,
     check: Callable[[dict[str, Any]], bool],
-    timeout: float = 30,
+    timeout: float = 90,
 ) -> dict[str, Any]:
     """Wait until the gateway's backend for ``rule`` (e.g. ``ApisixRoute/ns/web/main``)
     satisfies ``check``."""
