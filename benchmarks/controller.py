@@ -205,7 +205,13 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def fleet(api: Any, count: int, pid: int) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (load-independent, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fleet(api: Any, count: int, pid: int) -> tuple[float, float, float]:
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": "fleet"}})
     bench = Bench(api, "fleet")
@@ -224,7 +230,7 @@ def fleet(api: Any, count: int, pid: int) -> tuple[float, float]:
         interval=1,
         what="fleet parents ready",
     )
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: bench.create(canary(n, 20)), names))
     wait_for(
@@ -233,7 +239,7 @@ def fleet(api: Any, count: int, pid: int) -> tuple[float, float]:
         interval=0.5,
         what="fleet Serving",
     )
-    return time.perf_counter() - t0, peak_rss_mib(pid)
+    return time.perf_counter() - t0, peak_rss_mib(pid), cpu_seconds(pid) - cpu0
 
 
 def main() -> None:
@@ -288,10 +294,11 @@ def main() -> None:
                 f"max {max(serve):.2f} s over {len(serve)} (target ≤ 3 s)"
             )
             if args.fleet:
-                took, rss = fleet(api, args.fleet, controller.pid)
+                took, rss, cpu = fleet(api, args.fleet, controller.pid)
                 print(
                     f"{args.fleet} canaries created at once: all Serving after {took:.1f} s (target ≤ 60 s); "
-                    f"controller peak RSS {rss:.0f} MiB (target ≤ 200)"
+                    f"controller CPU {cpu:.1f} s meanwhile; peak RSS {rss:.0f} MiB (target ≤ 200); "
+                    f"load average {os.getloadavg()[0]:.1f}"
                 )
         finally:
             if controller is not None:

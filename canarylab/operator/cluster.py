@@ -57,16 +57,6 @@ class Cluster:
 
     # CanaryDeployments
 
-    def get_canary(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-
     def write_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         try:
             self.custom.patch_namespaced_custom_object_status(
@@ -172,10 +162,6 @@ class Cluster:
                 raise
 
     # Services
-
-    def services(self, namespace: str) -> list[dict[str, Any]]:
-        items = self.core.list_namespaced_service(namespace).items
-        return [self._plain(s) for s in items]
 
     def ensure_service(
         self, namespace: str, manifest: dict[str, Any], current: Mapping[str, Any] | None
