@@ -131,8 +131,8 @@ def wait_parent_ready(api: Any, namespace: str, name: str = "hello", timeout: fl
 def shared_crds() -> Path | None:
     """The directory of real APISIX/Gateway API CRDs, when this checkout has one."""
     env = os.environ.get("CANARYLAB_SHARED_CRDS")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "crds")
+    # An explicit directory wins, even a missing one (that is how to ask for the stand-in).
+    candidates = [Path(env)] if env else [Path(__file__).resolve().parents[3] / "shared" / "crds"]
     return next((p for p in candidates if (p / "apisix").is_dir()), None)
 
 
