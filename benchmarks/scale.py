@@ -12,8 +12,9 @@ as a subprocess, and prints:
   liveness endpoint answers and until every route carries the new weight;
 - the controller's peak RSS (VmHWM, both processes; target ≤ 200 MiB).
 
-``--profile DIR`` runs the controller under py-spy (``pip install py-spy``) and writes
-a flame graph and the top functions there, to show where the time goes.
+``--profile DIR`` attaches py-spy (``pip install py-spy``) to the controller while it
+starts and while the N canaries go to Serving, writes the collapsed stacks there and
+prints the functions with the most samples, to show where the time goes.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Controller:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = procs.free_port()
         self.peak_mib = 0.0
-        self.runs = 0
+        self.spy: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
         """Start it; seconds until its liveness endpoint answers."""
@@ -69,26 +70,10 @@ class Controller:
             "--liveness",
             f"http://127.0.0.1:{self.port}/healthz",
         ]
-        self.runs += 1
-        if self.profile is not None:
-            out = self.profile / f"controller-{self.runs}"
-            argv = [
-                *py_spy(),
-                "record",
-                "--subprocesses",
-                "--threads",
-                "--rate",
-                "50",
-                "--format",
-                "raw",
-                "-o",
-                f"{out}.txt",
-                "--",
-                *argv,
-            ]
         started = time.perf_counter()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.profile_start(f"start-{time.strftime('%H%M%S')}")
 
         def alive() -> bool:
             assert self.proc is not None
@@ -100,16 +85,38 @@ class Controller:
             except OSError:
                 return False
 
-        wait_for(alive, 120, interval=0.05, what="the controller's liveness endpoint")
+        wait_for(alive, 300, interval=0.05, what="the controller's liveness endpoint")
+        self.profile_stop()
         return time.perf_counter() - started
 
+    def profile_start(self, phase: str) -> None:
+        """With ``--profile``: attach py-spy to the controller until ``profile_stop``."""
+        if self.profile is None or self.proc is None:
+            return
+        out = self.profile / f"{phase}.txt"
+        self.spy = subprocess.Popen(
+            [
+                *py_spy(),
+                "record",
+                *("--pid", str(self.proc.pid), "--threads", "--rate", "25", "--nonblocking"),
+                *("--format", "raw", "-o", str(out)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def profile_stop(self) -> None:
+        spy, self.spy = self.spy, None
+        if spy is not None and spy.poll() is None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+
     def pid(self) -> int:
-        """The controller's own pid (py-spy's child when profiling)."""
         assert self.proc is not None
-        if self.profile is None:
-            return self.proc.pid
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        return int(children.split()[0])
+        return self.proc.pid
 
     def sample_rss(self) -> None:
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -253,6 +260,7 @@ def main() -> None:
                 custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, canary(name, 20))
 
             t0 = time.perf_counter()
+            controller.profile_start("create-to-serving")
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(create, names))
             created = time.perf_counter() - t0
@@ -337,7 +345,7 @@ def main() -> None:
         finally:
             controller.stop()
             if args.profile is not None:
-                for raw in sorted(args.profile.glob("controller-*.txt")):
+                for raw in sorted(args.profile.glob("*.txt")):
                     print(f"py-spy {raw}: where the controller's samples were")
                     for line in top_frames(raw):
                         print(f"  {line}")
