@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import ipywidgets as w
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from canarylab.plots import figures, frames
 from canarylab.widgets.window import LiveWindow
@@ -31,6 +34,7 @@ from canarylab.widgets.window import LiveWindow
 SampleBatch: TypeAlias = pd.DataFrame | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 SampleSource: TypeAlias = Callable[[], AsyncIterator[SampleBatch]]
 """Makes the async iterator of sample batches (the probe's live iterator)."""
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WeightReader: TypeAlias = Callable[[], tuple[float | None, float | None]]
 """Returns (desired, applied) weight of the resource right now."""
 
@@ -52,6 +56,14 @@ class LiveChart:
         self.window = LiveWindow(window_s)
         self.interval = interval
         self.figure = go.FigureWidget(figures.timeline_layout(title))
+        """The chart's state (traces by version, weights), as a plotly FigureWidget."""
+        self.view = w.Output()
+        """What a notebook shows: the figure re-rendered by JupyterLab's plotly renderer.
+
+        Checked in Chromium: JupyterLab 4.6 with plotly 7.1's anywidget front end draws
+        a displayed FigureWidget as empty axes, while the plotly mimetype renders; so the
+        view mirrors :attr:`figure` as a mimetype bundle on every tick.
+        """
         self.figure.update_xaxes(title=None)
         self._versions: list[str] = []
         self._weight_traces = self._add_weight_traces()
@@ -128,6 +140,13 @@ class LiveChart:
                 self.figure.data[self._weight_traces[1]].update(
                     x=wx, y=weights["applied_weight"].to_numpy()
                 )
+        self.view.outputs = (
+            {
+                "output_type": "display_data",
+                "data": {PLOTLY_MIME: json.loads(pio.to_json(self.figure, validate=False))},
+                "metadata": {},
+            },
+        )
         self.ticks += 1
         self.last_tick = TickCost(len(samples), time.perf_counter() - started)
         return self.last_tick
@@ -138,6 +157,11 @@ class LiveChart:
             return 0
         x = self.figure.data[self._traces_for(version)[0]].x
         return 0 if x is None else len(x)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.view)
 
     @property
     def versions(self) -> list[str]:

@@ -160,7 +160,7 @@ class StepThrough:
     @property
     def widget(self) -> w.Widget:
         """Panel above chart: what the notebook displays."""
-        return w.VBox([self.panel.widget, self.chart.figure])
+        return w.VBox([self.panel.widget, self.chart.view])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
