@@ -90,7 +90,11 @@ class Traffic:
     requests: pd.DataFrame | None = None
 
     def since(self, start: pd.Timestamp | None) -> Traffic:
-        """Only the traffic at or after ``start`` (buckets that begin before it are dropped)."""
+        """Only the traffic from the first whole second at or after ``start``.
+
+        Per-second buckets that begin before ``start`` are dropped, and so are the
+        per-request results in them, so counts and latencies describe the same requests.
+        """
         if start is None:
             return self
         samples = self.samples
@@ -99,8 +103,10 @@ class Traffic:
         requests = self.requests
         if requests is not None and len(requests):
             t = requests["t"]
+            # The same boundary as the samples: the first whole second at or after start.
+            first = start.ceil("s")
             # The probe keeps ``t`` as Unix seconds; records keep timestamps. Accept both.
-            bound: Any = start.timestamp() if pd.api.types.is_numeric_dtype(t) else start
+            bound: Any = first.timestamp() if pd.api.types.is_numeric_dtype(t) else first
             requests = requests[t >= bound]
         return Traffic(samples, requests)
 

@@ -200,3 +200,16 @@ def test_per_request_times_may_be_unix_seconds() -> None:
     traffic = Traffic(samples([(5, "v2", 10, 0)]), r)
     later = Window("v2", "v1", since=T0 + pd.Timedelta(seconds=5))
     assert MaxP99Latency(100, min_requests=5).judge(traffic, later).numbers["canary_p99_ms"] == 9.0
+
+
+def test_requests_and_samples_share_the_step_boundary() -> None:
+    # A step that began mid-second: that second's bucket and its requests are both left out.
+    r = pd.concat(
+        [requests("v2", np.full(10, 500.0), start=4), requests("v2", np.full(10, 5.0), start=5)]
+    )
+    traffic = Traffic(samples([(4, "v2", 10, 0), (5, "v2", 10, 0)]), r)
+    mid = Window("v2", "v1", since=T0 + pd.Timedelta(seconds=4.5))
+    v = MaxP99Latency(100, min_requests=5).judge(traffic, mid)
+    assert v.numbers["canary_requests"] == 10
+    assert v.numbers["canary_p99_ms"] == 5.0
+    assert v.outcome == "pass"
