@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -51,7 +52,11 @@ class LiveChart:
     """A bounded, self-updating original-vs-canary chart for a notebook."""
 
     def __init__(
-        self, window_s: int = 300, interval: float = 1.0, title: str = "live traffic"
+        self,
+        window_s: int = 300,
+        interval: float = 1.0,
+        title: str = "live traffic",
+        view_interval: float = 1.0,
     ) -> None:
         self.window = LiveWindow(window_s)
         self.interval = interval
@@ -65,6 +70,9 @@ class LiveChart:
         view mirrors :attr:`figure` as a mimetype bundle on every tick.
         """
         self.figure.update_xaxes(title=None)
+        self.view_interval = view_interval
+        """Seconds between re-renders of :attr:`view` (a browser redraws the whole plot)."""
+        self._viewed = -math.inf
         self._versions: list[str] = []
         self._weight_traces = self._add_weight_traces()
         self._thread: threading.Thread | None = None
@@ -140,13 +148,15 @@ class LiveChart:
                 self.figure.data[self._weight_traces[1]].update(
                     x=wx, y=weights["applied_weight"].to_numpy()
                 )
-        self.view.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {PLOTLY_MIME: json.loads(pio.to_json(self.figure, validate=False))},
-                "metadata": {},
-            },
-        )
+        if time.monotonic() - self._viewed >= self.view_interval:
+            self._viewed = time.monotonic()
+            self.view.outputs = (
+                {
+                    "output_type": "display_data",
+                    "data": {PLOTLY_MIME: json.loads(pio.to_json(self.figure, validate=False))},
+                    "metadata": {},
+                },
+            )
         self.ticks += 1
         self.last_tick = TickCost(len(samples), time.perf_counter() - started)
         return self.last_tick
