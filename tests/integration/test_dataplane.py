@@ -20,6 +20,7 @@ from tests.integration.test_dataplane_helpers import (
     APISIX,
     HTTPROUTE,
     apisix_route,
+    assert_served_load,
     backend,
     create_app,
     servers_with,
@@ -258,8 +259,6 @@ def test_template_change_under_load_has_zero_failures(
     result = asyncio.run(scenario())
     summary = result.summary()
     print(summary)
-    # The load the gateway actually served, second by second.
-    assert result.completed_per_second().median() >= 500, result.completed_per_second().tolist()
     assert summary["failed_total"] == 0, failures(result)
     # The rollout finished during the run: the last second has only the new stable version.
     last = result.samples[result.samples["second"] == result.samples["second"].max()]
@@ -269,6 +268,7 @@ def test_template_change_under_load_has_zero_failures(
     assert after is not None
     old_ports = {s["port"] for s in before["servers"]}
     assert len({s["port"] for s in after["servers"]} & old_ports) == 1  # only the canary stayed
+    assert_served_load(result)
 
 
 def test_deleting_canary_after_weight_zero_has_zero_failures(
@@ -303,13 +303,12 @@ def test_deleting_canary_after_weight_zero_has_zero_failures(
 
     result = asyncio.run(scenario())
     summary = result.summary()
-    # The load the gateway actually served, second by second.
-    assert result.completed_per_second().median() >= 500, result.completed_per_second().tolist()
     assert summary["failed_total"] == 0, failures(result)
     last_seconds = result.samples[
         result.samples["second"] >= result.samples["second"].max() - pd_seconds(3)
     ]
     assert set(last_seconds["version"]) == {"v1"}
+    assert_served_load(result)
 
 
 def pd_seconds(n: int) -> Any:

@@ -20,7 +20,11 @@ from canarylab.dataplane.routes import sandbox_host
 from canarylab.probe import Probe, ProbeSettings
 from tests.helpers import wait_for
 from tests.integration.controller_kit import APISIX, Kit, canary
-from tests.integration.test_dataplane_helpers import demo_deployment, wait_backend
+from tests.integration.test_dataplane_helpers import (
+    assert_served_load,
+    demo_deployment,
+    wait_backend,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +124,6 @@ def assert_no_failures(result: Any) -> None:
         "summary": summary,
         "statuses": bad["status"].value_counts().to_dict(),
     }
-    # The load the gateway actually served, second by second.
-    assert result.completed_per_second().median() >= 500, result.completed_per_second().tolist()
 
 
 def last_seconds(result: Any, seconds: int) -> pd.DataFrame:
@@ -149,6 +151,7 @@ def test_replace_under_load_has_zero_failures(kit: Kit, sandbox: Any) -> None:
     assert_no_failures(result)
     # The parent now runs the canary's template: v2 answers everything at the end.
     assert set(last_seconds(result, 1)["version"]) == {"v2"}
+    assert_served_load(result)
 
 
 def test_deleting_canary_under_load_has_zero_failures(kit: Kit, sandbox: Any) -> None:
@@ -169,6 +172,7 @@ def test_deleting_canary_under_load_has_zero_failures(kit: Kit, sandbox: Any) ->
     print(f"delete under load: {result.summary()}")
     assert_no_failures(result)
     assert set(last_seconds(result, 1)["version"]) == {"v1"}
+    assert_served_load(result)
 
 
 def test_controller_match_route_sends_header_traffic_to_canary(kit: Kit, sandbox: Any) -> None:

@@ -143,3 +143,10 @@ def servers_with(count: int, weighted: int | None = None) -> Callable[[dict[str,
         return len(servers) == count and (weighted is None or live == weighted)
 
     return check
+
+
+def assert_served_load(result: Any, rate: int = 500) -> None:
+    """The gateway really took ``rate`` requests a second (median over the run's whole
+    seconds): the zero-failure checks above happened under that load."""
+    per_second = result.completed_per_second()
+    assert per_second.median() >= rate, per_second.tolist()
