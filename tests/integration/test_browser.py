@@ -168,6 +168,7 @@ def test_step_through_in_chromium_slider_moves_the_weight_and_the_chart_shows_ca
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(120_000)
         try:
             page.goto(f"{url}/lab/tree/step-through.ipynb", timeout=120_000)
             page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
@@ -175,7 +176,7 @@ def test_step_through_in_chromium_slider_moves_the_weight_and_the_chart_shows_ca
 
             create = page.get_by_role("button", name="create", exact=True)
             create.wait_for(timeout=180_000)
-            create.click()
+            create.click(timeout=180_000)  # a loaded 2-core CI machine starves the renderer
             wait_for(lambda: rollout.status().ready, 120, what="the canary to be ready")
             handle = page.locator(".widget-slider .noUi-handle").first
             # the panel re-enables the slider once it has seen the canary (1 s watcher)
@@ -207,7 +208,7 @@ def test_step_through_in_chromium_slider_moves_the_weight_and_the_chart_shows_ca
             assert f"desired {weight}%" in status
         finally:
             with contextlib.suppress(Exception):
-                page.screenshot(path=str(shot), full_page=True)
+                page.screenshot(path=str(shot), timeout=120_000)
             browser.close()
             with contextlib.suppress(Exception):
                 rollout.delete(timeout=60)
