@@ -54,3 +54,15 @@ def test_in_cluster_uses_the_service_account(no_cluster, monkeypatch):
 def test_nothing_running_says_how_to_get_a_cluster(no_cluster):
     with pytest.raises(kube.NoClusterError, match="canarylab sandbox up"):
         kube.resolve()
+
+
+def test_top_level_exports_are_lazy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, canarylab\n"
+        "assert 'kubernetes' not in sys.modules, 'import canarylab loaded the client'\n"
+        "assert canarylab.Rollout.__name__ == 'Rollout'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
