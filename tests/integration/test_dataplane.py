@@ -8,6 +8,7 @@ controller's tests.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -91,6 +92,24 @@ def canary_share_matches(weight: int, servers: int = 3) -> Any:
         return total > 0 and any(abs(w / total - weight / 100) < 0.005 for w in canary)
 
     return check
+
+
+async def under_load(gateway: str, host: str, scenario: Any, rate: int = 600) -> Any:
+    """Run ``scenario`` (blocking) in a thread while the probe sends ``rate``/s through the
+    gateway as ``host``; the probe starts 2 s before it and stops 2 s after it."""
+    probe = Probe(
+        ProbeSettings(
+            url=gateway + "/", headers=(("Host", host),), duration=300, rate=rate, connections=64
+        )
+    )
+    running = asyncio.create_task(probe.run())
+    await asyncio.sleep(2)
+    try:
+        await asyncio.to_thread(scenario)
+        await asyncio.sleep(2)
+    finally:
+        probe.stop()
+    return await running
 
 
 def failures(result: Any) -> dict[str, Any]:
@@ -229,19 +248,13 @@ def test_template_change_under_load_has_zero_failures(
     host = sandbox_host("web", namespace)
     apps = client.AppsV1Api(api_client)
 
-    async def scenario() -> Any:
-        probe = asyncio.create_task(
-            Probe(
-                ProbeSettings(
-                    url=gateway + "/",
-                    headers=(("Host", host),),
-                    duration=12,
-                    rate=600,
-                    connections=64,
-                )
-            ).run()
-        )
-        await asyncio.sleep(2)
+    old_ports = {s["port"] for s in before["servers"]}
+
+    def rolled(item: dict[str, Any]) -> bool:
+        ports = {s["port"] for s in item["servers"]}
+        return len(ports) == 3 and len(ports & old_ports) == 1  # only the canary stayed
+
+    def roll() -> None:
         patch = {
             "spec": {
                 "template": {
@@ -253,8 +266,11 @@ def test_template_change_under_load_has_zero_failures(
                 }
             }
         }
-        await asyncio.to_thread(apps.patch_namespaced_deployment, "web", namespace, patch)
-        return await probe
+        apps.patch_namespaced_deployment("web", namespace, patch)
+        wait_backend(sandbox, rule, rolled, timeout=120)
+
+    async def scenario() -> Any:
+        return await under_load(gateway, host, roll)
 
     result = asyncio.run(scenario())
     summary = result.summary()
@@ -266,8 +282,7 @@ def test_template_change_under_load_has_zero_failures(
     assert "v1.1" in set(last["version"])
     after = backend(sandbox, rule)
     assert after is not None
-    old_ports = {s["port"] for s in before["servers"]}
-    assert len({s["port"] for s in after["servers"]} & old_ports) == 1  # only the canary stayed
+    assert rolled(after)
     assert_served_load(result)
 
 
@@ -281,31 +296,21 @@ def test_deleting_canary_after_weight_zero_has_zero_failures(
     host = sandbox_host("web", namespace)
     apps = client.AppsV1Api(api_client)
 
+    def weight_zero_then_delete() -> None:
+        set_canary_weight(api_client, namespace, "web", 0)
+        wait_backend(sandbox, rule, servers_with(2, 1))
+        time.sleep(1)
+        apps.delete_namespaced_deployment("web-canary", namespace)
+        wait_backend(sandbox, rule, servers_with(1, 1))
+
     async def scenario() -> Any:
-        probe = asyncio.create_task(
-            Probe(
-                ProbeSettings(
-                    url=gateway + "/",
-                    headers=(("Host", host),),
-                    duration=10,
-                    rate=600,
-                    connections=64,
-                )
-            ).run()
-        )
-        await asyncio.sleep(2)
-        await asyncio.to_thread(set_canary_weight, api_client, namespace, "web", 0)
-        await asyncio.to_thread(wait_backend, sandbox, rule, servers_with(2, 1))
-        await asyncio.sleep(1)
-        await asyncio.to_thread(apps.delete_namespaced_deployment, "web-canary", namespace)
-        await asyncio.to_thread(wait_backend, sandbox, rule, servers_with(1, 1))
-        return await probe
+        return await under_load(gateway, host, weight_zero_then_delete)
 
     result = asyncio.run(scenario())
     summary = result.summary()
     assert summary["failed_total"] == 0, failures(result)
     last_seconds = result.samples[
-        result.samples["second"] >= result.samples["second"].max() - pd_seconds(3)
+        result.samples["second"] >= result.samples["second"].max() - pd_seconds(1)
     ]
     assert set(last_seconds["version"]) == {"v1"}
     assert_served_load(result)
