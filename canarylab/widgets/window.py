@@ -19,6 +19,9 @@ import pandas as pd
 
 from canarylab.plots.frames import SAMPLE_COLUMNS
 
+MERGE_EVERY = 16
+"""Pushed frames kept apart before they are merged into one."""
+
 
 def sample_rows(
     batch: pd.DataFrame | Mapping[str, Any] | Iterable[Mapping[str, Any]],
@@ -91,6 +94,9 @@ class LiveWindow:
         cutoff = self._newest - pd.Timedelta(seconds=self.window_s)
         while self._samples and self._samples[0]["second"].max() < cutoff:
             self._samples.popleft()
+        if len(self._samples) > MERGE_EVERY:  # one frame, not 300: a snapshot stays cheap
+            merged = pd.concat(self._samples, ignore_index=True)
+            self._samples = deque([merged[merged["second"] >= cutoff]])
         while len(self._weights) > 1 and self._weights[1][0] < cutoff:
             self._weights.popleft()
 
