@@ -201,7 +201,9 @@ async def _http_route_changed(**kwargs: Any) -> None:
         poke(namespace, cd)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+# Explicit ids: kopf names its progress annotations after handlers, and an annotation
+# name may not start with "_" (the API server answers 422).
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10.0)
 async def _run(**kwargs: Any) -> None:
     namespace: str = kwargs["namespace"]
     name: str = kwargs["name"]
@@ -267,7 +269,7 @@ async def _wait(event: asyncio.Event, stopped: kopf.DaemonStopped, seconds: floa
         ended.cancel()
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize")
 async def _finalize(**kwargs: Any) -> None:
     namespace: str = kwargs["namespace"]
     name: str = kwargs["name"]
