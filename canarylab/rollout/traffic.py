@@ -40,6 +40,34 @@ def parse_classifier(spec: str) -> dict[str, Any]:
     )
 
 
+def wait_serving(url: str, headers: dict[str, str], timeout_s: float, in_a_row: int = 3) -> None:
+    """Return once ``url`` has answered 2xx ``in_a_row`` times; ProbeError after ``timeout_s``.
+
+    A Deployment counts as ready before its processes behind the gateway answer (in the
+    sandbox, kwok's simulated readiness runs ahead of the demo app starting up).
+    Requests sent in that gap measure the set-up, not the rollout, so the probe waits.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    streak, last = 0, "no answer yet"
+    with httpx.Client(headers=headers, timeout=2.0) as client:
+        while streak < in_a_row:
+            if time.monotonic() > deadline:
+                raise ProbeError(
+                    f"{url} did not serve within {timeout_s:.0f}s (last: {last}); is the "
+                    "route's backend running, and is this the gateway's URL?"
+                )
+            try:
+                status = client.get(url).status_code
+                last = f"HTTP {status}"
+            except httpx.HTTPError as err:
+                status, last = 0, f"{type(err).__name__}: {err}"
+            streak = streak + 1 if 200 <= status < 300 else 0
+            if streak < in_a_row:
+                time.sleep(0.1)
+
+
 class ProbeFeed:
     """A running probe whose closed seconds flow into a recorder and into ``traffic()``."""
 
@@ -82,7 +110,9 @@ class ProbeFeed:
         recorder: Any = None,
         max_duration_s: float = 24 * 3600,
         keep_requests_s: float = 3600.0,
+        serving_timeout_s: float = 60.0,
     ) -> ProbeFeed:
+        """Start probing ``url`` once it serves (see ``wait_serving``)."""
         from canarylab.probe import ProbeSettings
 
         try:
@@ -96,6 +126,7 @@ class ProbeFeed:
             )
         except ValueError as err:
             raise ProbeError(f"cannot start the probe: {err}") from None
+        wait_serving(url, headers or {}, serving_timeout_s)
         feed = cls(settings, recorder, keep_requests_s=keep_requests_s)
         feed._thread.start()
         feed._started.wait(10)
