@@ -184,15 +184,9 @@ class RolloutSession:
 
 def _sandbox_gateway(target: Any) -> str:
     """The gateway of the sandbox the kubeconfig belongs to (else the default sandbox)."""
-    from canarylab.sandbox import Sandbox
+    from canarylab.sandbox import gateway_for
 
-    sandbox = Sandbox()
-    kubeconfig = getattr(target, "kubeconfig", None)
-    if kubeconfig is not None and Path(kubeconfig).name == "kubeconfig":
-        candidate = Sandbox(Path(kubeconfig).parent)
-        if candidate.kubeconfig == Path(kubeconfig):
-            sandbox = candidate
-    gateway = sandbox.status().get("gateway")
+    gateway = gateway_for(getattr(target, "kubeconfig", None))
     if not gateway:
         from canarylab.rollout.manifest import RolloutError
 
@@ -200,7 +194,7 @@ def _sandbox_gateway(target: Any) -> str:
             "no probe_target given and the sandbox reports no gateway: pass the gateway URL "
             "(probe_target=...) or start the sandbox with `canarylab sandbox up`"
         )
-    return str(gateway)
+    return gateway
 
 
 def _jsonable(value: Any) -> Any:

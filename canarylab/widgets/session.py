@@ -79,20 +79,15 @@ class SampleTee:
 
 def sandbox_gateway(kubeconfig: Path | None) -> str:
     """The gateway URL of the sandbox that ``kubeconfig`` belongs to (else the default one)."""
-    from canarylab.sandbox import Sandbox
+    from canarylab.sandbox import gateway_for
 
-    sandbox = Sandbox()
-    if kubeconfig is not None and kubeconfig.name == "kubeconfig":
-        sandbox = Sandbox(kubeconfig.parent)
-    if sandbox.kubeconfig != kubeconfig:
-        sandbox = Sandbox()
-    gateway = sandbox.status().get("gateway")
+    gateway = gateway_for(kubeconfig)
     if not gateway:
         raise StepError(
             "no probe_target given and the sandbox reports no gateway: start it with "
             "`canarylab sandbox up`, or pass probe_target= (your gateway's URL)"
         )
-    return str(gateway)
+    return gateway
 
 
 class StepThrough:
