@@ -25,11 +25,13 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import pandas as pd
 
+from canarylab.model.samples import FAILURE_KINDS
+
 Outcome = Literal["pass", "fail", "insufficient"]
 Numbers = Mapping[str, float | int | str | None]
 
 #: columns whose sum is the failures of a sample row
-FAILURE_COLUMNS = ("http_errors", "timeouts", "conn_errors")
+FAILURE_COLUMNS = FAILURE_KINDS
 
 
 @dataclass(frozen=True)

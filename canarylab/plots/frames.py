@@ -19,18 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SAMPLE_COLUMNS = (
-    "second",
-    "version",
-    "requests",
-    "ok",
-    "http_errors",
-    "timeouts",
-    "conn_errors",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-)
+from canarylab.model.samples import FAILURE_KINDS, SAMPLE_COLUMNS
+
 EVENT_COLUMNS = ("time", "kind", "message", "desired_weight", "applied_weight", "phase")
 """The event frame the figures read: one row per recorded event.
 
@@ -38,7 +28,7 @@ EVENT_COLUMNS = ("time", "kind", "message", "desired_weight", "applied_weight", 
 for a phase or weight change seen on the resource, ``event`` for a Kubernetes
 Event; weights and phase are NaN/empty where an event does not carry them.
 """
-FAILURE_COLUMNS = ("http_errors", "timeouts", "conn_errors")
+FAILURE_COLUMNS = FAILURE_KINDS
 DEFAULT_MAX_POINTS = 1500
 """Buckets per trace for display: a screen is ~1,500 px wide, more points only cost."""
 

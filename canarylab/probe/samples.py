@@ -17,24 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Re-exported: the probe is where most readers look for its schema.
+from canarylab.model.samples import FAILURE_KINDS as FAILURE_KINDS
+from canarylab.model.samples import REQUEST_COLUMNS as REQUEST_COLUMNS
+from canarylab.model.samples import SAMPLE_COLUMNS as SAMPLE_COLUMNS
+
 UNKNOWN = "unknown"
 """The version of a response that carried none, or of a request with no response."""
-FAILURE_KINDS = ("http_errors", "timeouts", "conn_errors")
-SAMPLE_COLUMNS = (
-    "second",
-    "version",
-    "requests",
-    "ok",
-    "http_errors",
-    "timeouts",
-    "conn_errors",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-)
-REQUEST_COLUMNS = ("t", "version", "status", "latency_ms", "error")
-"""``t`` is the completion time (Unix seconds); ``error`` is None, ``http_error``,
-``timeout`` or ``conn_error``; ``status`` is 0 when no response arrived."""
 
 
 def classify_body(pattern: re.Pattern[str], body: str) -> str:

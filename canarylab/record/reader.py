@@ -14,20 +14,7 @@ from typing import Any
 import pandas as pd
 
 from canarylab.errors import CanarylabError
-
-SAMPLE_COLUMNS = (
-    "second",
-    "version",
-    "requests",
-    "ok",
-    "http_errors",
-    "timeouts",
-    "conn_errors",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-)
-REQUEST_COLUMNS = ("t", "version", "status", "latency_ms", "error")
+from canarylab.model.samples import REQUEST_COLUMNS, SAMPLE_COLUMNS
 
 
 class RecordError(CanarylabError):

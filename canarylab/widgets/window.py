@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from canarylab.plots.frames import SAMPLE_COLUMNS
+from canarylab.model.samples import SAMPLE_COLUMNS
 
 MERGE_EVERY = 16
 """Pushed frames kept apart before they are merged into one."""
