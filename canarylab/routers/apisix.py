@@ -17,17 +17,16 @@ from typing import Any
 from canarylab.model.spec import Match
 from canarylab.model.workload import CANARY_LABEL, canary_service_name
 from canarylab.routers.base import (
-    CustomRoutes,
     Owner,
     RouteKind,
     RouteProblem,
-    RouteView,
     TrafficSplit,
     drop_original,
     managed_route_name,
     read_original,
     write_original,
 )
+from canarylab.routers.managed import RouteRouter
 
 APISIX_ROUTE = RouteKind("apisix.apache.org", "v2", "apisixroutes", "ApisixRoute")
 
@@ -194,57 +193,29 @@ def match_route(
     }
 
 
-class ApisixRouter:
+class ApisixRouter(RouteRouter):
     """``TrafficRouter`` over one ApisixRoute."""
 
-    def __init__(
-        self,
-        api_client: Any,
-        owner: Owner,
-        config: Mapping[str, Any],
-        parent_services: frozenset[str],
-    ) -> None:
-        self.owner = owner
-        self.config = config
-        self.parent_services = parent_services
-        self.name = str(config.get("route", ""))
-        self._seen: dict[str, Any] | None = None
-        self.routes = CustomRoutes(api_client, APISIX_ROUTE, owner.namespace)
+    route_kind = APISIX_ROUTE
+    route_field = "route"
 
-    def observe(self) -> RouteView:
-        route = self._seen = self.routes.get(self.name)
-        if route is None:
-            return RouteView(found=False)
-        try:
-            targets = find_targets(route, self.config, self.parent_services)
-        except RouteProblem as problem:
-            return RouteView(found=True, problem=problem)
-        parent = targets[0][1]["backends"][targets[0][2]]["serviceName"]
-        return RouteView(found=True, parent_service=parent, split=current_split(targets))
+    def targets(self, route: Mapping[str, Any]) -> list[Target]:
+        return find_targets(route, self.config, self.parent_services)
 
-    def set_weight(self, split: TrafficSplit) -> None:
-        self._seen = self.routes.update(
-            self.name,
-            lambda r: with_split(r, self.owner, self.config, self.parent_services, split),
-            self._seen,
-        )
+    def parent_service(self, targets: list[Target]) -> str:
+        _, rule, index = targets[0]
+        return str(rule["backends"][index]["serviceName"])
 
-    def verify_weight(self, split: TrafficSplit) -> bool | None:
-        view = self.observe()
-        if not view.found or view.problem is not None:
-            return None
-        return view.split == split
+    def split_of(self, targets: list[Target]) -> TrafficSplit | None:
+        return current_split(targets)
 
-    def set_match_route(self, match: Match) -> None:
-        if not match:
-            self.routes.delete(managed_route_name(self.owner))
-            return
-        route = self._seen or self.routes.get(self.name)
-        if route is None:
-            raise RouteProblem("RouteNotFound", f"ApisixRoute {self.name} does not exist")
-        targets = find_targets(route, self.config, self.parent_services)
-        self.routes.apply(match_route(route, self.owner, targets, match))
+    def with_split(self, route: dict[str, Any], split: TrafficSplit) -> dict[str, Any] | None:
+        return with_split(route, self.owner, self.config, self.parent_services, split)
 
-    def remove_managed_routes(self) -> None:
-        self.routes.delete(managed_route_name(self.owner))
-        self.routes.update(self.name, lambda r: restored(r, self.owner))
+    def match_route(
+        self, route: Mapping[str, Any], targets: list[Target], match: Match
+    ) -> dict[str, Any]:
+        return match_route(route, self.owner, targets, match)
+
+    def restored(self, route: dict[str, Any]) -> dict[str, Any] | None:
+        return restored(route, self.owner)
