@@ -64,9 +64,13 @@ def deployment(
     replicas: int = 1,
     image: str = "registry.example/app:v1",
     labels: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A plain Deployment manifest."""
+    """A plain Deployment manifest (one container named ``app``)."""
     labels = labels or {"app": name}
+    container: dict[str, Any] = {"name": "app", "image": image}
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -76,7 +80,7 @@ def deployment(
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": image}]},
+                "spec": {"containers": [container]},
             },
         },
     }

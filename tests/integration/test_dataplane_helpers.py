@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.helpers import wait_for
+from tests.helpers import deployment, wait_for
 
 APISIX = ("apisix.apache.org", "v2", "apisixroutes")
 HTTPROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
@@ -24,28 +24,13 @@ def demo_deployment(
     app: str = "web",
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    labels = {"app": app, "track": track}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": f"canarylab/demo:{tag}",
-                            "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    return deployment(
+        name,
+        replicas,
+        image=f"canarylab/demo:{tag}",
+        labels={"app": app, "track": track},
+        env=env,
+    )
 
 
 def service(name: str, track: str, app: str = "web") -> dict[str, Any]:
