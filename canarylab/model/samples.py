@@ -7,6 +7,9 @@ replay and the charts read them. Names only: this module must never do I/O.
 
 from __future__ import annotations
 
+UNKNOWN_VERSION = "unknown"
+"""The version of a response that carried none, or of a request with no response."""
+
 FAILURE_KINDS = ("http_errors", "timeouts", "conn_errors")
 """Failure counters of a sample; their sum is the second's failed requests."""
 
