@@ -26,7 +26,16 @@ from .comparison import ErrorRateComparison, LatencyComparison
 from .share import NO_CANARY_TRAFFIC, TrafficShare
 from .spec import GATES, GateSpecError, from_spec, split_alpha
 from .threshold import MaxErrorRate, MaxP99Latency
-from .verdict import Gate, Numbers, Outcome, Verdict, _fmt, compares_original, first_failure, judge_all
+from .verdict import (
+    Gate,
+    Numbers,
+    Outcome,
+    Verdict,
+    _fmt,
+    compares_original,
+    first_failure,
+    judge_all,
+)
 from .window import (
     ATTRIBUTION_SHARE,
     FAILURE_COLUMNS,

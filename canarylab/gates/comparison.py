@@ -55,9 +55,7 @@ class ErrorRateComparison:
     compares_original: ClassVar[bool] = True
 
     def judge(self, traffic: Traffic, window: Window) -> Verdict:
-        counts, extra = with_attribution(
-            traffic, window, window.comparison_start(), self.alpha
-        )
+        counts, extra = with_attribution(traffic, window, window.comparison_start(), self.alpha)
         nc = counts.canary_requests + extra
         fc = counts.canary_failures + extra
         no, fo = counts.original_requests, counts.original_failures
@@ -88,7 +86,9 @@ class ErrorRateComparison:
         )
         diff = rate_c - rate_o if n_c and n_o else math.nan
         if e >= 1 / test_alpha and diff > self.min_difference:
-            reason = f"{rates} ≥ {1 / test_alpha:.3g}, difference {diff:.2%} > {self.min_difference:.2%}"
+            reason = (
+                f"{rates} ≥ {1 / test_alpha:.3g}, difference {diff:.2%} > {self.min_difference:.2%}"
+            )
             return Verdict(self.name, "fail", reason, numbers)
         if min(n_c, n_o) < self.min_requests:
             reason = (
@@ -166,7 +166,10 @@ class LatencyComparison:
         )
         if e >= 1 / self.alpha and ratio > self.max_ratio:
             return Verdict(
-                self.name, "fail", f"{medians} ≥ {1 / self.alpha:.3g}, ratio > ×{self.max_ratio}", numbers
+                self.name,
+                "fail",
+                f"{medians} ≥ {1 / self.alpha:.3g}, ratio > ×{self.max_ratio}",
+                numbers,
             )
         if min(n_c, n_o) < self.min_requests:
             reason = (

@@ -170,9 +170,7 @@ def clopper_pearson_upper(failures: int, n: int, delta: float) -> float:
     return float(sc.betaincinv(failures + 1, n - failures, 1 - delta))
 
 
-def log_e_split(
-    events_canary: ArrayLike, events_original: ArrayLike, share: ArrayLike
-) -> Floats:
+def log_e_split(events_canary: ArrayLike, events_original: ArrayLike, share: ArrayLike) -> Floats:
     """log e-value, after each second, against "the canary's event rate is no higher".
 
     Arguments are per-second arrays: the canary's and the original's events and the

@@ -166,10 +166,10 @@ class MaxP99Latency:
         share = 1 - self.quantile
         if lat.size:
             uniq, inv = np.unique(sec, return_inverse=True)
-            n = np.cumsum(np.bincount(inv, minlength=len(uniq)))
+            n = np.cumsum(np.bincount(inv, minlength=len(uniq))).astype(np.float64)
             slow = np.cumsum(np.bincount(inv, weights=lat > self.limit_ms, minlength=len(uniq)))
         else:
-            n = slow = np.zeros(0)
+            n = slow = np.zeros(0, dtype=np.float64)
         b = _judge_proportion(slow, n, share, self.alpha, self.pass_alpha, self.min_requests)
         numbers: dict[str, float | int | str | None] = {
             "canary_responses": b.n,

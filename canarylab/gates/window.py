@@ -221,20 +221,15 @@ def unix_seconds(values: pd.Series | pd.Index) -> NDArray[np.float64]:
     if pd.api.types.is_numeric_dtype(values):
         return np.asarray(values, dtype=np.float64)
     stamps = pd.to_datetime(values, utc=True)
-    if isinstance(stamps, pd.Series):
-        stamps = stamps.dt.as_unit("ns")
-    else:
-        stamps = stamps.as_unit("ns")
+    stamps = stamps.dt.as_unit("ns") if isinstance(stamps, pd.Series) else stamps.as_unit("ns")
     return np.asarray(stamps.astype("int64"), dtype=np.float64) / 1e9
 
 
 def _sides(versions: NDArray[Any], window: Window) -> tuple[NDArray[np.bool_], ...]:
     canary = versions == window.canary
     unknown = versions == UNKNOWN_VERSION
-    if window.original is not None:
-        original = versions == window.original
-    else:
-        original = ~(canary | unknown)
+    named = window.original is not None
+    original = versions == window.original if named else ~(canary | unknown)
     return canary, original, unknown
 
 
