@@ -33,11 +33,13 @@ router = "apisix"  # or "gatewayAPI"
 route = None  # ApisixRoute / HTTPRoute name (default: the parent's)
 steps = [5, 25, 50, 100]  # weights; or [{"weight": 5, "hold": 60, "gates": {...}}, ...]
 hold = 30  # seconds per step
-gates = {
+gates = {  # anytime-valid; alpha is split over steps x gates (docs/runbooks.md)
+    "traffic_share": {"tolerance": 0.5},  # fail (NoCanaryTraffic) below half its weight
     "max_error_rate": {"limit": 0.05, "min_requests": 50},
-    "error_rate_comparison": {"alpha": 0.01, "min_requests": 100},
-    "latency_comparison": {"alpha": 0.01, "max_ratio": 1.5, "min_requests": 100},
+    "error_rate_comparison": {"min_difference": 0.005, "min_requests": 100},
+    "latency_comparison": {"max_ratio": 1.2, "min_requests": 100},
 }
+alpha = 0.01  # the whole rollout's false-alarm probability (all steps, all gates)
 probe_target = None  # gateway URL; None means the local sandbox's gateway
 probe_rate = 200  # requests per second
 probe_headers = {}  # e.g. {"Host": "shop.example"}; the sandbox gateway gets the route's host
