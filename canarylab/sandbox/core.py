@@ -213,7 +213,7 @@ class Sandbox:
             return self
 
     def _start(self, state: SandboxState) -> None:
-        binaries = build.ensure_built(progress=self._progress)
+        binaries = build.ensure_built(progress=build.ProgressLines(self._progress))
         pki.ensure_pki(self.pki_dir)
         state.processes = []
         state.ports = self._choose_ports(state.ports)
