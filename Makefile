@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := haproxy wrk chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-bad test lint format unit integration chaos venv system-deps sandbox-up sandbox-down clean
+.PHONY: help demo demo-bad test lint format unit integration chaos venv system-deps sandbox-build sandbox-up sandbox-down clean
 
 help:
 	@echo "make demo   - bring the sandbox up and run the main job (see README)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff, ruff format --check, mypy, import-linter"
 	@echo "make unit   - fast tests of pure logic only"
 	@echo "make chaos  - the fault-injection suite (its own pytest session; CI runs it)"
+	@echo "make sandbox-build - build the sandbox's Go binaries (once; the targets above need them)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,12 @@ venv: $(VENV)/.installed
 
 system-deps:
 	@scripts/system-deps.sh $(SYSTEM_PACKAGES)
+
+# The sandbox's Go binaries (a few minutes on a cold machine, then cached): a
+# prerequisite of every target that starts the sandbox, so the build never runs under
+# pytest's per-test timeout. Locked: a second command waits for a running build.
+sandbox-build: venv system-deps
+	$(PY) -W ignore::RuntimeWarning:runpy -m canarylab.sandbox.build
 
 lint: venv
 	$(BIN)/ruff check canarylab tests benchmarks
@@ -42,7 +49,7 @@ format: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-integration: venv system-deps
+integration: venv system-deps sandbox-build
 	$(BIN)/pytest tests/integration
 
 # Kills the controller and restarts etcd/the API server, so it runs in a session of
@@ -51,20 +58,20 @@ integration: venv system-deps
 # The control-plane restarts get a fresh sandbox: right after an API-server restart the
 # scheduler can sit in watch back-off (RBAC answers 403 until the restarted server's
 # caches fill), which would stall the next test's pods.
-chaos: venv system-deps
+chaos: venv system-deps sandbox-build
 	$(BIN)/pytest -s tests/chaos/test_controller_kills.py tests/chaos/test_invariants.py
 	$(BIN)/pytest -s tests/chaos/test_control_plane_restarts.py
 
-test: venv system-deps lint
+test: venv system-deps lint sandbox-build
 	$(BIN)/pytest
 
-demo: venv system-deps
+demo: venv system-deps sandbox-build
 	$(BIN)/canarylab demo
 
-demo-bad: venv system-deps
+demo-bad: venv system-deps sandbox-build
 	$(BIN)/canarylab demo --bad
 
-sandbox-up: venv system-deps
+sandbox-up: venv system-deps sandbox-build
 	$(BIN)/canarylab sandbox up
 
 sandbox-down: venv
