@@ -1,20 +1,40 @@
 """What the controller should do next for one CanaryDeployment: a pure function.
 
 ``decide(spec, observed)`` takes the spec and what was read from the cluster (the
-parent and canary Deployments, the route) and returns the actions to take, in order,
-and the status that holds once they have succeeded. It is level-triggered: the same
-inputs always give the same answer, so a restarted controller simply decides again.
-It must never do I/O, read a clock or import a Kubernetes client.
+parent and canary Deployments, the route, the controller's clock) and returns the
+actions to take, in order, and the status that holds once they have succeeded. It is
+level-triggered: the same inputs always give the same answer, so a restarted
+controller simply decides again. It must never do I/O, read a clock (the moment comes
+in ``Observed.now``) or import a Kubernetes client.
+
+The dead-man's switch: a canary whose driver's lease (``spec.lease``) has lapsed while
+it would get traffic (``weight > 0`` or a ``match``) and no replace is under way is
+*paused*: the route gives it 0% and no match route, its Deployment is kept, and the
+status says ``Paused``/``DriverLost``. A renewal or removing the lease resumes it; a
+replace is never paused (moving everything to the parent is the safe direction).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
+from canarylab.model.lease import LeaseSpec, format_time
 from canarylab.model.spec import CanarySpec, Match, TrafficSplit
 from canarylab.model.workload import DeploymentState, rollout_finished, rollout_progress
 
-PHASES = ("Pending", "Progressing", "Serving", "Replacing", "Replaced", "Failed", "Terminating")
+PHASES = (
+    "Pending",
+    "Progressing",
+    "Serving",
+    "Paused",
+    "Replacing",
+    "Replaced",
+    "Failed",
+    "Terminating",
+)
+DRIVER_LOST = "DriverLost"
+"""The reason of a pause for a lapsed lease (condition ``Paused``, Event, status)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,8 @@ class Observed:
     """Name of an older CanaryDeployment on the same parent, if any."""
     phase: str = ""
     """The phase recorded in status so far."""
+    now: dt.datetime | None = None
+    """The controller's clock at this pass (UTC); required when the spec has a lease."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,8 @@ class Decision:
     status: Status
     again: bool = field(default=False)
     """Decide again right after acting: the next step needs what these actions change."""
+    recheck_at: dt.datetime | None = None
+    """Decide again at this moment even if nothing is poked: the lease runs out then."""
 
 
 def _degraded(phase: str, reason: str, message: str, canary: tuple[int, int] = (0, 0)) -> Status:
@@ -181,12 +205,26 @@ def decide(spec: CanarySpec, obs: Observed) -> Decision:
         reason, message = obs.route_problem
         return Decision((), _degraded("Failed", reason, message, counts))
 
+    lease = spec.lease
+    if lease is not None and obs.now is None:
+        raise ValueError("decide() needs Observed.now to judge spec.lease")
+    lapsed = lease is not None and obs.now is not None and lease.lapsed(obs.now)
+    recheck_at = lease.expires if lease is not None and not lapsed else None
+    if lease is not None and lapsed and (spec.weight > 0 or spec.match) and not spec.replace:
+        nothing = TrafficSplit(100, 0)
+        return Decision(
+            (EnsureCanary(), SetWeights(nothing), SetMatch(Match())),
+            _paused(spec, lease, _serving(spec, obs, nothing)),
+        )
+
     applied = spec.weight if ready > 0 else 0
     split = TrafficSplit.for_canary(applied)
     shifting = (EnsureCanary(), SetWeights(split), SetMatch(spec.match if ready > 0 else Match()))
     base = _serving(spec, obs, split)
+    if lease is not None:
+        base = _with(base, _not_paused(spec, lease, lapsed))
     if not spec.replace:
-        return Decision(shifting, base)
+        return Decision(shifting, base, recheck_at=recheck_at)
 
     parent = obs.parent
     if parent.template_hash == spec.template_hash:
@@ -230,6 +268,50 @@ def _with(status: Status, condition: Condition, *, phase: str = "", message: str
         canary_ready=status.canary_ready,
         canary_replicas=status.canary_replicas,
         message=message or status.message,
+    )
+
+
+def _paused(spec: CanarySpec, lease: LeaseSpec, serving: Status) -> Status:
+    """``serving`` (computed for a 0% split) turned into the DriverLost pause.
+
+    The messages name only stored moments, never "seconds ago": the status stays the
+    same on every pass while paused, so it is written once.
+    """
+    message = (
+        f"{DRIVER_LOST}: driver {lease.holder} stopped renewing its lease "
+        f"(last renewal {format_time(lease.renew_time)}, {lease.duration_s}s lease, "
+        f"lapsed {format_time(lease.expires)}); canary weight held at 0 (wants "
+        f"{spec.weight}); renew the lease or remove spec.lease to resume"
+    )
+    held = Condition(
+        "TrafficShifted", "False", DRIVER_LOST, f"canary weight held at 0 (wants {spec.weight})"
+    )
+    conditions = [held if c.type == "TrafficShifted" else c for c in serving.conditions]
+    conditions.append(Condition("Paused", "True", DRIVER_LOST, message))
+    return Status(
+        phase="Paused",
+        conditions=tuple(conditions),
+        weights=serving.weights,
+        canary_ready=serving.canary_ready,
+        canary_replicas=serving.canary_replicas,
+        message=message,
+    )
+
+
+def _not_paused(spec: CanarySpec, lease: LeaseSpec, lapsed: bool) -> Condition:
+    if not lapsed:
+        return Condition(
+            "Paused",
+            "False",
+            "LeaseHeld",
+            f"driver {lease.holder} holds a {lease.duration_s}s lease",
+        )
+    why = "a replace is under way" if spec.replace else "the canary gets no traffic"
+    return Condition(
+        "Paused",
+        "False",
+        "LeaseLapsed",
+        f"driver {lease.holder}'s lease lapsed at {format_time(lease.expires)}; not paused: {why}",
     )
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canarylab.errors import CanarylabError
+from canarylab.model.lease import FIELD as LEASE_FIELD
+from canarylab.model.lease import LeaseError, LeaseSpec, parse_lease
 
 GROUP = "canarylab.io"
 VERSION = "v1alpha1"
@@ -86,6 +88,8 @@ class CanarySpec:
     weight: int = 0
     replace: bool = False
     match: Match = Match()
+    lease: LeaseSpec | None = None
+    """The driver's lease; None for a canary nobody drives (made by hand)."""
 
     @property
     def template_hash(self) -> str:
@@ -154,6 +158,10 @@ def parse_spec(raw: Mapping[str, Any]) -> CanarySpec:
         raise SpecError(f"spec.weight must be an integer from 0 to 100, not {weight!r}")
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
         raise SpecError(f"spec.replicas must be an integer ≥ 0, not {replicas!r}")
+    try:
+        lease = parse_lease(raw.get(LEASE_FIELD))
+    except LeaseError as err:
+        raise SpecError(str(err)) from None
     return CanarySpec(
         parent=str(parent),
         version=str(version),
@@ -163,4 +171,5 @@ def parse_spec(raw: Mapping[str, Any]) -> CanarySpec:
         weight=weight,
         replace=bool(raw.get("replace", False)),
         match=parse_match(raw.get("match")),
+        lease=lease,
     )

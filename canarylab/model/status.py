@@ -2,7 +2,9 @@
 
 Turns a decided ``Status`` into the camelCase dict written to the status subresource,
 keeping each condition's ``lastTransitionTime`` while its status stays the same, and
-lists the transitions worth a Kubernetes Event. The clock is passed in; this module
+lists the transitions worth a Kubernetes Event. ``same_status`` ignores generations:
+a lease renewal bumps ``metadata.generation`` but not the spec digest
+(``observedSpecHash``), and must cost no status write. The clock is passed in; this module
 must never read it, nor do any other I/O.
 """
 
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canarylab.model.decide import Status
+from canarylab.model.decide import DRIVER_LOST, Status
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,16 @@ class Transition:
 
 
 def status_body(
-    status: Status, generation: int, previous: Mapping[str, Any], now: str
+    status: Status,
+    generation: int,
+    previous: Mapping[str, Any],
+    now: str,
+    spec_hash: str = "",
 ) -> dict[str, Any]:
-    """The status subresource body for ``status`` (``now`` is an RFC 3339 timestamp)."""
+    """The status subresource body for ``status`` (``now`` is an RFC 3339 timestamp).
+
+    ``spec_hash`` is ``canarylab.model.lease.spec_digest`` of the spec decided on.
+    """
     before = {c.get("type"): c for c in previous.get("conditions") or () if isinstance(c, dict)}
     conditions = []
     for c in status.conditions:
@@ -47,6 +56,7 @@ def status_body(
     body: dict[str, Any] = {
         "phase": status.phase,
         "observedGeneration": generation,
+        "observedSpecHash": spec_hash,
         "canary": {"readyReplicas": status.canary_ready, "replicas": status.canary_replicas},
         "conditions": conditions,
         "message": status.message,
@@ -58,14 +68,35 @@ def status_body(
     return body
 
 
+def _conditions(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    skip = ("lastTransitionTime", "observedGeneration")
+    return [
+        {k: v for k, v in c.items() if k not in skip}
+        for c in body.get("conditions") or ()
+        if isinstance(c, Mapping)
+    ]
+
+
 def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Equal apart from condition transition times (which only move on a change anyway)."""
-    keys = ("phase", "observedGeneration", "canary", "weights", "message", "conditions")
-    return all(a.get(k) == b.get(k) for k in keys)
+    """Equal apart from generations and transition times.
+
+    Any spec change but the lease changes ``observedSpecHash``, so it is written (with
+    the new ``observedGeneration``); a pure lease renewal is not.
+    """
+    keys = ("phase", "observedSpecHash", "canary", "weights", "message")
+    return all(a.get(k) == b.get(k) for k in keys) and _conditions(a) == _conditions(b)
 
 
-def transitions(previous: Mapping[str, Any], new: Mapping[str, Any]) -> list[Transition]:
-    """Phase changes, weight changes and conditions turning on, as Events."""
+def transitions(
+    previous: Mapping[str, Any],
+    new: Mapping[str, Any],
+    since_renewal_s: float | None = None,
+) -> list[Transition]:
+    """Phase changes, weight changes and conditions turning on, as Events.
+
+    ``since_renewal_s`` (seconds since the lease's last renewal, at this pass) goes into
+    the ``DriverLost`` Event, so it says how long the driver has been silent.
+    """
     out: list[Transition] = []
     if previous.get("phase") != new.get("phase"):
         warn = new.get("phase") == "Failed"
@@ -88,6 +119,14 @@ def transitions(previous: Mapping[str, Any], new: Mapping[str, Any]) -> list[Tra
     before = {c.get("type"): c for c in previous.get("conditions") or ()}
     for c in new.get("conditions") or ():
         old = before.get(c["type"]) or {}
+        turned_on = c["status"] == "True" and (
+            old.get("status") != "True" or old.get("reason") != c["reason"]
+        )
         if c["type"] == "Degraded" and c["status"] == "True" and old.get("reason") != c["reason"]:
             out.append(Transition("Warning", c["reason"], c["message"]))
+        elif c["type"] == "Paused" and turned_on:
+            message = c["message"]
+            if c["reason"] == DRIVER_LOST and since_renewal_s is not None:
+                message = f"{message} (last renewal {since_renewal_s:.0f}s ago)"
+            out.append(Transition("Warning", c["reason"], message))
     return out
