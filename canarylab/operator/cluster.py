@@ -47,8 +47,9 @@ def api_message(err: ApiException) -> str:
         return str(err.reason)
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now(moment: dt.datetime | None = None) -> str:
+    """``moment`` (default: the clock) as an RFC 3339 timestamp in whole seconds, UTC."""
+    return (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Cluster:

@@ -1,7 +1,10 @@
 """The kopf handlers: who wakes which canary, and the finalizer.
 
 Each CanaryDeployment gets a daemon that runs reconcile passes in a worker thread
-whenever it is poked, and every ``RESYNC`` seconds regardless. Pokes come from watch
+whenever it is poked, and every ``RESYNC`` seconds regardless, or sooner when the
+pass says the clock alone will change the decision (a driver's lease runs out: the
+daemon wakes just after the deadline, so a lapse is acted on within about a
+second). Pokes come from watch
 events: the CanaryDeployment itself, any Deployment (looked up in a kopf index of
 canaries by parent, so a parent's rollout progress re-triggers its canary at once;
 canary Deployments by their label) and the routes (by a second index key). The
@@ -29,6 +32,8 @@ from canarylab.operator.reconcile import Snapshot, finalize, reconcile
 RESYNC = 30.0
 """Seconds between passes when nothing is poked (drift repair, e.g. a hand-edited route)."""
 FINALIZER = "canarylab.io/finalizer"
+LAPSE_SLACK = 0.2
+"""Seconds to wake after a lease's deadline (the lapse test is strict: past the deadline)."""
 WORKERS = 24
 """Reconcile passes that may run at once (each in a thread; the client is synchronous)."""
 
@@ -237,7 +242,10 @@ async def _run(**kwargs: Any) -> None:
                 break
             if outcome.again:
                 continue
-            await _wait(event, stopped, RESYNC * random.uniform(0.8, 1.2))
+            delay = RESYNC * random.uniform(0.8, 1.2)
+            if outcome.recheck_in is not None:
+                delay = min(delay, max(0.0, outcome.recheck_in) + LAPSE_SLACK)
+            await _wait(event, stopped, delay)
     finally:
         _pokes.pop(key, None)
         _handled.pop(key, None)

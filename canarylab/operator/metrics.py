@@ -1,6 +1,7 @@
 """Prometheus metrics of the controller, on their own registry and HTTP port.
 
-Desired and applied weight per canary, reconcile count and duration by result, and
+Desired and applied weight per canary, whether it is paused (its driver's lease
+lapsed), reconcile count and duration by result, and
 errors by reason. The registry is private so importing canarylab in a notebook never
 exports controller metrics, and this module must never decide anything.
 """
@@ -31,6 +32,12 @@ READY_REPLICAS = Gauge(
     ["namespace", "name"],
     registry=REGISTRY,
 )
+PAUSED = Gauge(
+    "canarylab_canary_paused",
+    "1 while a canary is paused at weight 0 because its driver's lease lapsed (DriverLost)",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
 RECONCILES = Counter(
     "canarylab_reconcile",
     "Reconcile passes, by result (ok, error)",
@@ -52,18 +59,24 @@ ERRORS = Counter(
 
 
 def observe_canary(
-    namespace: str, name: str, desired: int, applied: int | None, ready: int
+    namespace: str,
+    name: str,
+    desired: int,
+    applied: int | None,
+    ready: int,
+    paused: bool = False,
 ) -> None:
-    """Record a canary's weights and readiness after a pass."""
+    """Record a canary's weights, readiness and pause after a pass."""
     DESIRED_WEIGHT.labels(namespace, name).set(desired)
     if applied is not None:
         APPLIED_WEIGHT.labels(namespace, name).set(applied)
     READY_REPLICAS.labels(namespace, name).set(ready)
+    PAUSED.labels(namespace, name).set(1 if paused else 0)
 
 
 def forget_canary(namespace: str, name: str) -> None:
     """Drop a deleted canary's series."""
-    for gauge in (DESIRED_WEIGHT, APPLIED_WEIGHT, READY_REPLICAS):
+    for gauge in (DESIRED_WEIGHT, APPLIED_WEIGHT, READY_REPLICAS, PAUSED):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
 

@@ -9,6 +9,7 @@ between passes other than what is stored in the cluster.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from canarylab.model.decide import (
     decide,
     failed,
 )
+from canarylab.model.lease import spec_digest
 from canarylab.model.spec import CanarySpec, SpecError, parse_spec
 from canarylab.model.status import same_status, status_body, transitions
 from canarylab.model.workload import (
@@ -53,6 +55,8 @@ class Outcome:
     gone: bool = False
     phase: str = ""
     generation: int = 0
+    recheck_in: float | None = None
+    """Seconds until the decision may change by the clock alone (a lease runs out)."""
 
 
 def _router(
@@ -113,11 +117,12 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
     meta = cd["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     previous: Mapping[str, Any] = cd.get("status") or {}
+    moment = dt.datetime.now(dt.UTC)  # one clock reading per pass: decisions and status agree
     try:
         spec = parse_spec(cd.get("spec") or {})
     except SpecError as err:
         status = Status("Failed", ())
-        _report(cluster, cd, failed(status, "InvalidSpec", str(err)), previous)
+        _report(cluster, cd, failed(status, "InvalidSpec", str(err)), previous, moment)
         return Outcome(phase="Failed")
     owner = Owner(name, meta["uid"], namespace)
 
@@ -139,7 +144,8 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
     try:
         router = _router(cluster, spec, owner, _parent_services(services, parent))
     except UnknownRouter as err:
-        _report(cluster, cd, failed(Status("Failed", ()), "UnknownRouter", str(err)), previous)
+        failure = failed(Status("Failed", ()), "UnknownRouter", str(err))
+        _report(cluster, cd, failure, previous, moment)
         return Outcome(phase="Failed")
     view = router.observe() if parent and not conflict else None
     observed = Observed(
@@ -150,6 +156,7 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         route_split=view.split if view else None,
         conflict=conflict,
         phase=str(previous.get("phase") or ""),
+        now=moment,
     )
     decision = decide(spec, observed)
     status = decision.status
@@ -169,16 +176,22 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         status = failed(status, "TemplateRejected", str(err))
     except RouteProblem as err:
         status = failed(status, err.reason, str(err))
-    _report(cluster, cd, status, previous)
+    since = (moment - spec.lease.renew_time).total_seconds() if spec.lease else None
+    _report(cluster, cd, status, previous, moment, since)
     metrics.observe_canary(
         namespace,
         name,
         spec.weight,
         status.weights.canary if status.weights else None,
         status.canary_ready,
+        paused=status.phase == "Paused",
     )
+    recheck = decision.recheck_at
     return Outcome(
-        again=decision.again, phase=status.phase, generation=int(meta.get("generation") or 0)
+        again=decision.again,
+        phase=status.phase,
+        generation=int(meta.get("generation") or 0),
+        recheck_in=None if recheck is None else (recheck - moment).total_seconds(),
     )
 
 
@@ -219,14 +232,25 @@ def _act(
 
 
 def _report(
-    cluster: Cluster, cd: Mapping[str, Any], status: Status, previous: Mapping[str, Any]
+    cluster: Cluster,
+    cd: Mapping[str, Any],
+    status: Status,
+    previous: Mapping[str, Any],
+    moment: dt.datetime,
+    since_renewal_s: float | None = None,
 ) -> None:
     meta = cd["metadata"]
-    body = status_body(status, int(meta.get("generation") or 0), previous, now())
+    body = status_body(
+        status,
+        int(meta.get("generation") or 0),
+        previous,
+        now(moment),
+        spec_digest(cd.get("spec") or {}),
+    )
     if same_status(previous, body):
         return
     cluster.write_status(meta["namespace"], meta["name"], body)
-    for t in transitions(previous, body):
+    for t in transitions(previous, body, since_renewal_s):
         cluster.event(cd, t.type, t.reason, t.message)
 
 
