@@ -24,7 +24,16 @@ def test_crd_shape() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Parent", "Version", "Weight", "Applied", "Phase", "Ready", "Age"]
+    assert columns == [
+        *["Parent", "Version", "Weight", "Applied", "Phase", "Ready", "Age"],
+        *["Holder", "Message"],  # -o wide
+    ]
+    assert (
+        "Paused"
+        in version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["phase"][
+            "enum"
+        ]
+    )
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert set(spec["required"]) == {"parentDeployment", "version", "template", "trafficRouter"}
     props = spec["properties"]
@@ -39,3 +48,16 @@ def test_crd_is_shipped_as_package_data() -> None:
     from canarylab.cli.controller import crd_files
 
     assert PACKAGED in crd_files()
+
+
+def test_lease_field_is_documented_and_validated() -> None:
+    crd = yaml.safe_load(PACKAGED.read_text())
+    version = crd["spec"]["versions"][0]
+    lease = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["lease"]
+    assert set(lease["required"]) == {"holder", "durationSeconds", "renewTime"}
+    assert lease["properties"]["durationSeconds"]["minimum"] == 5
+    assert lease["properties"]["renewTime"]["format"] == "date-time"
+    assert "DriverLost" in lease["description"]
+    assert all(p.get("description") for p in lease["properties"].values())  # kubectl explain
+    wide = {c["name"]: c for c in version["additionalPrinterColumns"] if c.get("priority")}
+    assert wide["Holder"]["jsonPath"] == ".spec.lease.holder"
