@@ -6,6 +6,12 @@ and carries on, never creating a duplicate. Every action goes to the recorder (w
 when, what, the result); while waiting, phase and weight changes and the resource's
 Kubernetes Events are recorded too.
 
+``Rollout.lease()`` is the driver's half of the dead-man's switch: while the block runs,
+a daemon thread renews ``spec.lease`` so the controller knows someone is watching the
+canary; if the process dies, the lease lapses and the controller pauses the canary at
+weight 0 (see ``canarylab.model.lease`` and docs/reference.md). Renewal failures are
+recorded, never raised: a driver must not die of its own dead-man's switch.
+
 This module talks to the cluster only through the ``ApiClient`` that
 ``canarylab.kube`` builds (or one injected); it must never decide a gate or run traffic.
 """
@@ -13,11 +19,18 @@ This module talks to the cluster only through the ``ApiClient`` that
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import math
+import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from canarylab.model.lease import FIELD as LEASE_FIELD
+from canarylab.model.lease import MIN_DURATION_S, RENEWALS_PER_DURATION, LeaseSpec
 from canarylab.rollout import manifest
 from canarylab.rollout import status as st
 from canarylab.rollout.manifest import RolloutError
@@ -38,6 +51,161 @@ class _NoRecorder:
 
     def action(self, what: str, result: str, who: str | None = None, **details: Any) -> None:
         return None
+
+
+LEASE_EVENT = "lease"
+"""Record event kind of lease changes (acquired, renewal failed/recovered, released)."""
+
+
+def default_holder() -> str:
+    """``user@host:pid``: who holds a lease, as SREs see it in ``kubectl get -o yaml``."""
+    from canarylab.record.writer import default_actor
+
+    return f"{default_actor()}:{os.getpid()}"
+
+
+class Lease:
+    """A driver's lease on one CanaryDeployment, renewed by a daemon thread.
+
+    Made by ``Rollout.lease()``; read its attributes, do not construct it directly.
+    """
+
+    def __init__(self, rollout: Rollout, duration_s: float, holder: str) -> None:
+        self.holder = holder
+        self.duration_s = duration_s
+        """The lease's length in seconds (stored rounded up to whole seconds)."""
+        self.last_renewed: dt.datetime | None = None
+        """When the cluster last accepted a renewal (None: not yet, e.g. no canary yet)."""
+        self.error: str | None = None
+        """The error of the last renewal attempt; None once a renewal succeeds again."""
+        self.renewals = 0
+        self._rollout = rollout
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"Lease({self.holder}, {self.duration_s:g}s, last renewed {self.last_renewed})"
+
+    @property
+    def interval_s(self) -> float:
+        """Seconds between renewals (a third of the duration)."""
+        return self.duration_s / RENEWALS_PER_DURATION
+
+    @property
+    def lapsed(self) -> bool:
+        """No renewal has been accepted for a whole duration: the canary may be paused."""
+        last = self.last_renewed
+        return last is not None and (dt.datetime.now(dt.UTC) - last).total_seconds() > (
+            self.duration_s
+        )
+
+    def body(self, moment: dt.datetime) -> dict[str, Any]:
+        """``spec.lease`` renewed at ``moment``."""
+        return LeaseSpec(self.holder, math.ceil(self.duration_s), moment).body()
+
+    def renew(self) -> bool:
+        """Renew now; True when the cluster took it (a missing canary is not an error)."""
+        from kubernetes.client.rest import ApiException
+
+        r = self._rollout
+        moment = dt.datetime.now(dt.UTC)
+        with self._lock:  # a renewal and the release never interleave
+            if self._stop.is_set() and self._thread is not None:
+                return False
+            try:
+                r.custom.patch_namespaced_custom_object(
+                    st.GROUP,
+                    st.VERSION,
+                    r.namespace,
+                    st.PLURAL,
+                    r.name,
+                    {"spec": {LEASE_FIELD: self.body(moment)}},
+                    _request_timeout=max(1.0, self.interval_s),
+                )
+            except ApiException as err:
+                if err.status == 404:  # not created yet, or deleted: nothing to hold
+                    return False
+                self._failed(manifest.api_reason(err))
+                return False
+            except Exception as err:  # the network, a timeout: record, keep driving
+                self._failed(f"{type(err).__name__}: {err}")
+                return False
+            self.accepted(moment)
+            return True
+
+    def accepted(self, moment: dt.datetime) -> None:
+        """The cluster holds a lease renewed at ``moment`` (a renewal or a create)."""
+        if self.error is not None:
+            self._rollout.recorder.event(
+                LEASE_EVENT,
+                message=f"lease renewed again after: {self.error}",
+                holder=self.holder,
+                what="recovered",
+            )
+        self.error = None
+        self.last_renewed = moment
+        self.renewals += 1
+
+    def _failed(self, reason: str) -> None:
+        first = self.error is None
+        self.error = reason
+        if first:  # one record per outage, not one per attempt
+            self._rollout.recorder.event(
+                LEASE_EVENT,
+                message=f"lease renewal failed: {reason}",
+                holder=self.holder,
+                what="renewal-failed",
+                last_renewed=self.last_renewed.isoformat() if self.last_renewed else None,
+            )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.renew()
+
+    def start(self) -> None:
+        self.renew()
+        self._rollout.recorder.event(
+            LEASE_EVENT,
+            message=f"lease held by {self.holder} ({self.duration_s:g}s)",
+            holder=self.holder,
+            what="acquired",
+            duration_s=self.duration_s,
+        )
+        self._thread = threading.Thread(
+            target=self._loop, name=f"canarylab-lease-{self._rollout.name}", daemon=True
+        )
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop renewing and remove ``spec.lease`` (the canary then behaves as hand-made)."""
+        from kubernetes.client.rest import ApiException
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 2)
+        r = self._rollout
+        with self._lock:
+            try:
+                r.custom.patch_namespaced_custom_object(
+                    st.GROUP,
+                    st.VERSION,
+                    r.namespace,
+                    st.PLURAL,
+                    r.name,
+                    {"spec": {LEASE_FIELD: None}},
+                )
+                result = "released"
+            except ApiException as err:
+                result = "released" if err.status == 404 else manifest.api_reason(err)
+            except Exception as err:
+                result = f"{type(err).__name__}: {err}"
+        r.recorder.event(
+            LEASE_EVENT,
+            message=f"lease of {self.holder}: {result}",
+            holder=self.holder,
+            what="released" if result == "released" else "release-failed",
+        )
 
 
 class Rollout:
@@ -74,6 +242,7 @@ class Rollout:
         self.recorder: RecorderLike = recorder or _NoRecorder()
         self.poll_s = poll_s
         self.controller_hint = controller_hint
+        self._lease: Lease | None = None
         self._last_seen: tuple[Any, ...] | None = None
         self._seen_events: dict[str, int] = {}
         self._events_synced_at = 0.0
@@ -121,6 +290,35 @@ class Rollout:
         containers = self.parent_deployment()["spec"]["template"]["spec"]["containers"]
         return str(containers[0].get("image", ""))
 
+    # -- the driver's lease ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self, duration_s: float = 30.0, holder: str | None = None) -> Iterator[Lease]:
+        """Hold a lease on this CanaryDeployment while the block runs (the dead-man's switch).
+
+        Renews ``spec.lease`` every ``duration_s / 3`` from a daemon thread; a canary
+        created meanwhile (``create_canary``) carries the lease from the start. If this
+        process dies, the lease lapses ``duration_s`` after the last renewal and the
+        controller sets the canary's weight to 0 (``Paused``/``DriverLost``). Leaving the
+        block stops renewing and removes the lease. Renewal errors are recorded and kept
+        in ``Lease.error``; they never raise.
+        """
+        if duration_s < MIN_DURATION_S:
+            raise RolloutError(f"a lease lasts at least {MIN_DURATION_S}s, not {duration_s:g}s")
+        if self._lease is not None:
+            raise RolloutError(
+                f"{self.namespace}/{self.name} already holds a lease ({self._lease.holder}); "
+                "leave that block first"
+            )
+        held = Lease(self, duration_s, holder or default_holder())
+        self._lease = held
+        try:
+            held.start()
+            yield held
+        finally:
+            self._lease = None
+            held.release()
+
     # -- actions ------------------------------------------------------------------
 
     def create_canary(
@@ -159,12 +357,15 @@ class Rollout:
                     f"creating version {version!r}"
                 )
             self.recorder.action("create_canary", "unchanged", version=version, phase=current.phase)
+            if self._lease is not None:  # a driver came back: take the lease over at once
+                self._lease.renew()
+                return self.status()
             return current
         if template is None:
             template = manifest.template_from_parent(
                 self.parent_deployment()["spec"]["template"], str(image), env or {}
             )
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": f"{st.GROUP}/{st.VERSION}",
             "kind": st.KIND,
             "metadata": {"name": self.name, "namespace": self.namespace},
@@ -177,6 +378,10 @@ class Rollout:
                 "trafficRouter": manifest.router_config(router, route or self.parent, rules, port),
             },
         }
+        held = self._lease
+        created_at = dt.datetime.now(dt.UTC)
+        if held is not None:  # never a canary without the lease while a driver holds one
+            body["spec"][LEASE_FIELD] = held.body(created_at)
         from kubernetes.client.rest import ApiException
 
         try:
@@ -199,6 +404,8 @@ class Rollout:
                 "create_canary", f"error: {manifest.api_reason(err)}", version=version
             )
             raise self._api_error("create", err) from None
+        if held is not None:
+            held.accepted(created_at)
         self.recorder.action(
             "create_canary",
             "created",

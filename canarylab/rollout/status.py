@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-GROUP = "canarylab.io"
-VERSION = "v1alpha1"
-PLURAL = "canarydeployments"
-KIND = "CanaryDeployment"
+from canarylab.model.lease import FIELD as LEASE_FIELD
+from canarylab.model.lease import spec_digest
+from canarylab.model.spec import GROUP, KIND, PLURAL, VERSION
+
+__all__ = ["GROUP", "KIND", "PLURAL", "TERMINAL_PHASES", "VERSION", "Condition", "RolloutStatus"]
 
 TERMINAL_PHASES = frozenset({"Replaced", "Failed"})
 
@@ -39,8 +40,9 @@ class RolloutStatus:
     name: str
     exists: bool
     phase: str = ""
-    """``Pending``, ``Progressing``, ``Serving``, ``Replacing``, ``Replaced``, ``Failed``,
-    ``Terminating``; empty when the resource does not exist or has no status yet."""
+    """``Pending``, ``Progressing``, ``Serving``, ``Paused`` (its driver's lease lapsed;
+    weight 0), ``Replacing``, ``Replaced``, ``Failed``, ``Terminating``; empty when the
+    resource does not exist or has no status yet."""
     version: str = ""
     desired_weight: int = 0
     """``spec.weight``."""
@@ -56,11 +58,32 @@ class RolloutStatus:
     observed_generation: int = 0
     deleting: bool = False
     conditions: tuple[Condition, ...] = ()
+    spec_hash: str = ""
+    """Digest of the spec without ``spec.lease`` (``canarylab.model.lease.spec_digest``)."""
+    observed_spec_hash: str = ""
+    """``status.observedSpecHash``: the digest of the spec the status describes."""
+    lease_holder: str = ""
+    """``spec.lease.holder``; empty when no driver holds a lease."""
+    lease_renew_time: str = ""
+    """``spec.lease.renewTime`` as stored (RFC 3339)."""
 
     @property
     def observed(self) -> bool:
-        """The controller has seen the current spec."""
-        return self.exists and self.observed_generation >= self.generation
+        """The controller has seen the current spec.
+
+        Lease renewals bump ``metadata.generation`` without a status write, so a spec
+        whose digest the status names counts as seen too.
+        """
+        return self.exists and (
+            self.observed_generation >= self.generation
+            or (bool(self.observed_spec_hash) and self.observed_spec_hash == self.spec_hash)
+        )
+
+    @property
+    def paused(self) -> bool:
+        """The controller holds the canary at weight 0 (condition ``Paused``, e.g. ``DriverLost``)."""
+        c = self.condition("Paused")
+        return c is not None and c.true
 
     @property
     def ready(self) -> bool:
@@ -75,10 +98,11 @@ class RolloutStatus:
 
     @property
     def problem(self) -> str:
-        """The message of a ``Degraded`` condition, or of the ``Failed`` phase, else ``""``."""
-        degraded = self.condition("Degraded")
-        if degraded is not None and degraded.true:
-            return f"{degraded.reason}: {degraded.message}"
+        """The message of a true ``Degraded`` or ``Paused`` condition, else ``""``."""
+        for kind in ("Degraded", "Paused"):
+            c = self.condition(kind)
+            if c is not None and c.true:
+                return c.message if c.message.startswith(c.reason) else f"{c.reason}: {c.message}"
         return ""
 
     def brief(self) -> str:
@@ -103,6 +127,7 @@ class RolloutStatus:
             "replicas": self.replicas,
             "ready_replicas": self.ready_replicas,
             "replace": self.replace,
+            "lease_holder": self.lease_holder,
             "conditions": [c.__dict__ for c in self.conditions],
         }
 
@@ -129,6 +154,7 @@ def parse(obj: Mapping[str, Any]) -> RolloutStatus:
         for c in status.get("conditions") or ()
     )
     replicas = spec.get("replicas")
+    lease = spec.get(LEASE_FIELD) or {}
     return RolloutStatus(
         name=str(meta.get("name", "")),
         exists=True,
@@ -144,6 +170,10 @@ def parse(obj: Mapping[str, Any]) -> RolloutStatus:
         observed_generation=int(status.get("observedGeneration") or 0),
         deleting=bool(meta.get("deletionTimestamp")),
         conditions=conditions,
+        spec_hash=spec_digest(spec),
+        observed_spec_hash=str(status.get("observedSpecHash") or ""),
+        lease_holder=str(lease.get("holder") or ""),
+        lease_renew_time=str(lease.get("renewTime") or ""),
     )
 
 
