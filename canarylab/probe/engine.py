@@ -25,7 +25,7 @@ from typing import Any, Literal
 import aiohttp
 import pandas as pd
 
-from canarylab.probe.http1 import Connection, HTTPParseError, build_request, header_value
+from canarylab.probe.http1 import Connection, HTTPParseError, build_request
 from canarylab.probe.samples import (
     REQUEST_COLUMNS,
     UNKNOWN,
@@ -201,22 +201,23 @@ class Probe:
                 if not reused:
                     if conn is not None:
                         conn.close()
-                    conn = slot[0] = await Connection.open(self._host, self._port)
+                    conn = slot[0] = await self._connect()
                 assert conn is not None
                 try:
-                    status, head, body = await conn.request(self._request)
+                    response = await conn.request(self._request)
                 except ConnectionError:
                     if not reused:
                         raise
                     # The server closed an idle kept-alive connection as we sent on it:
                     # what any client does, send once more on a fresh one.
                     conn.close()
-                    conn = slot[0] = await Connection.open(self._host, self._port)
-                    status, head, body = await conn.request(self._request)
+                    conn = slot[0] = await self._connect()
+                    response = await conn.request(self._request)
+            status = response.status
             if self._pattern is not None:
-                version = classify_body(self._pattern, body.decode("utf-8", "replace"))
+                version = classify_body(self._pattern, response.body.decode("utf-8", "replace"))
             else:
-                version = header_value(head, self._header) or UNKNOWN
+                version = response.version or UNKNOWN
             if not 200 <= status < 300:
                 error = "http_error"
         except TimeoutError:
@@ -228,6 +229,11 @@ class Probe:
         now = time.perf_counter()
         self._recorder.add(
             self._started + (now - self._t0), version, status, (now - begin) * 1000, error
+        )
+
+    async def _connect(self) -> Connection:
+        return await Connection.open(
+            self._host, self._port, self._header, keep_body=self._pattern is not None
         )
 
     @staticmethod
