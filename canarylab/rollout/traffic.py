@@ -7,6 +7,11 @@ notebook), and once a second moves the seconds that have closed into the record
 read. ``stop()`` takes the last snapshot *before* cancelling the probe, so requests
 cut off by the stop are never counted as failures.
 
+``health()`` says whether the probe can still be trusted: its thread's exception (a
+probe that died), or how long no second has closed (a probe that stalled). The runner
+looks at it on every look and fails the step when it is not ``ok``: a dead probe must
+never let a rollout walk on without evidence.
+
 This module must never judge traffic (``canarylab.gates``) or touch the cluster.
 """
 
@@ -16,12 +21,19 @@ import asyncio
 import contextlib
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from canarylab.errors import CanarylabError
 from canarylab.gates import Traffic
+from canarylab.record.events import Kind, ProbeEvent, ProbeState, Reason
+
+STALL_AFTER_S = 10.0
+"""Seconds without a closed second after which a probe counts as stalled: twice the
+probe's default request timeout, so a target whose every request times out (results
+then arrive 5 s late, but they arrive) is a failing target, not a stalled probe."""
 
 
 class ProbeError(CanarylabError):
@@ -68,6 +80,50 @@ def wait_serving(url: str, headers: dict[str, str], timeout_s: float, in_a_row: 
                 time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class ProbeHealth:
+    """Whether a probe feed still delivers evidence (a pure value; see ``ProbeFeed.health``)."""
+
+    url: str
+    alive: bool
+    """The probe's thread is running."""
+    error: str | None
+    """What killed the thread (or failed its last flush), if anything."""
+    silent_s: float
+    """Seconds since the last closed second arrived (since the start when none has)."""
+    stall_after_s: float
+
+    @property
+    def stalled(self) -> bool:
+        return self.silent_s > self.stall_after_s
+
+    @property
+    def ok(self) -> bool:
+        return self.alive and self.error is None and not self.stalled
+
+    @property
+    def reason(self) -> Reason | None:
+        """``ProbeLost`` (dead), ``ProbeStalled`` (silent too long) or None when ok."""
+        if not self.alive or self.error is not None:
+            return Reason.PROBE_LOST
+        if self.stalled:
+            return Reason.PROBE_STALLED
+        return None
+
+    def describe(self) -> str:
+        if not self.alive or self.error is not None:
+            return (
+                f"the probe of {self.url} died ({self.error or 'its thread ended'}); "
+                "no evidence can be gathered"
+            )
+        if self.stalled:
+            return (
+                f"the probe of {self.url} closed no second for {self.silent_s:.0f}s "
+                f"(limit {self.stall_after_s:g}s); is the machine overloaded?"
+            )
+        return f"the probe of {self.url} is healthy"
+
+
 class ProbeFeed:
     """A running probe whose closed seconds flow into a recorder and into ``traffic()``."""
 
@@ -77,6 +133,7 @@ class ProbeFeed:
         recorder: Any = None,
         flush_every_s: float = 1.0,
         keep_requests_s: float = 3600.0,
+        stall_after_s: float = STALL_AFTER_S,
     ) -> None:
         from canarylab.probe import Probe
 
@@ -86,7 +143,10 @@ class ProbeFeed:
         self.keep_requests_s = keep_requests_s
         """Per-request results older than this are dropped from memory (the record keeps
         them); per-second samples are small and all kept."""
+        self.stall_after_s = stall_after_s
+        """No closed second for this long makes ``health()`` report a stall."""
         self._probe = Probe(settings)
+        self._last_closed = time.monotonic()
         self._lock = threading.Lock()
         self._samples: list[pd.DataFrame] = []
         self._requests: list[pd.DataFrame] = []
@@ -111,8 +171,13 @@ class ProbeFeed:
         max_duration_s: float = 24 * 3600,
         keep_requests_s: float = 3600.0,
         serving_timeout_s: float = 60.0,
+        stall_after_s: float = STALL_AFTER_S,
     ) -> ProbeFeed:
-        """Start probing ``url`` once it serves (see ``wait_serving``)."""
+        """Start probing ``url`` once it serves (see ``wait_serving``).
+
+        Raises :class:`ProbeError` (recorded as a ``probe`` event ``unreachable``) when
+        the target does not serve within ``serving_timeout_s``.
+        """
         from canarylab.probe import ProbeSettings
 
         try:
@@ -126,14 +191,27 @@ class ProbeFeed:
             )
         except ValueError as err:
             raise ProbeError(f"cannot start the probe: {err}") from None
-        wait_serving(url, headers or {}, serving_timeout_s)
-        feed = cls(settings, recorder, keep_requests_s=keep_requests_s)
+        try:
+            wait_serving(url, headers or {}, serving_timeout_s)
+        except ProbeError as err:
+            if recorder is not None:
+                ev = ProbeEvent(
+                    state=ProbeState.UNREACHABLE,
+                    url=url,
+                    rate=rate,
+                    error=str(err),
+                    message=str(err),
+                )
+                recorder.event(Kind.PROBE, **ev.fields())
+            raise
+        if rate:  # a slow probe closes a second only every 1/rate seconds
+            stall_after_s = max(stall_after_s, 3.0 / rate)
+        feed = cls(settings, recorder, keep_requests_s=keep_requests_s, stall_after_s=stall_after_s)
         feed._thread.start()
         feed._started.wait(10)
         if recorder is not None:
-            recorder.event(
-                "probe", state="started", url=url, rate=rate, message=f"probe started against {url}"
-            )
+            ev = ProbeEvent(url=url, rate=rate, message=f"probe started against {url}")
+            recorder.event(Kind.PROBE, **ev.fields())
         return feed
 
     # -- reading --------------------------------------------------------------------
@@ -153,26 +231,52 @@ class ProbeFeed:
         failed = int(s["http_errors"].sum() + s["timeouts"].sum() + s["conn_errors"].sum())
         return {"requests": int(s["requests"].sum()), "failed": failed}
 
+    def health(self, now: float | None = None) -> ProbeHealth:
+        """Alive, its error, seconds since a second closed (``now``: a ``time.monotonic``)."""
+        error = self._error
+        silent = (time.monotonic() if now is None else now) - self._last_closed
+        return ProbeHealth(
+            url=self.settings.url,
+            alive=self._thread.is_alive() or self._stopping,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            silent_s=max(0.0, silent),
+            stall_after_s=self.stall_after_s,
+        )
+
     # -- lifecycle -----------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Flush what is complete, then cancel the probe and wait for its thread."""
+    def stop(self) -> ProbeHealth:
+        """Flush what is complete, then cancel the probe and wait for its thread.
+
+        Returns the probe's health as it ended; an error of the thread or of the final
+        flush is in it and in the ``probe`` event ``stopped`` (never swallowed).
+        """
         if self._stopping:
-            return
+            return self.health()
         self._stopping = True
         if self._loop.is_running():
-            with contextlib.suppress(Exception):
+            try:
                 asyncio.run_coroutine_threadsafe(self._final_flush(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._cancel)
+            except Exception as err:  # kept and reported: the record misses its last second
+                self._error = self._error or err
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._cancel)
         self._thread.join(15)
+        health = self.health()
         if self.recorder is not None:
             totals = self.totals()
-            self.recorder.event(
-                "probe",
-                state="stopped",
-                message=f"probe stopped: {totals['requests']} requests, {totals['failed']} failed",
-                **totals,
+            message = f"probe stopped: {totals['requests']} requests, {totals['failed']} failed"
+            if health.error:
+                message += f"; the probe failed: {health.error}"
+            ev = ProbeEvent(
+                state=ProbeState.STOPPED,
+                message=message,
+                error=health.error,
+                requests=totals["requests"],
+                failed=totals["failed"],
             )
+            self.recorder.event(Kind.PROBE, **ev.fields())
+        return health
 
     def __enter__(self) -> ProbeFeed:
         return self
@@ -188,8 +292,8 @@ class ProbeFeed:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._run())
-        except BaseException as err:  # kept for the caller; a probe must not kill a kernel
-            self._error = err
+        except BaseException as err:  # kept for health(); a probe must not kill a kernel
+            self._error = self._error or err
         finally:
             self._loop.close()
 
@@ -205,8 +309,17 @@ class ProbeFeed:
         finally:
             if not self._task.done():
                 self._task.cancel()
-            with contextlib.suppress(BaseException):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception as err:  # the probe itself failed: health() reports it
+                self._error = self._error or err
+            if not self._stopping and self._error is None:
+                self._error = ProbeError(
+                    f"the probe ended on its own after {self.settings.duration:g}s "
+                    "(its max_duration_s)"
+                )
 
     async def _final_flush(self) -> None:
         self._flush(closed_only=False)
@@ -222,6 +335,7 @@ class ProbeFeed:
             frame = frame[frame["t"] < float(int(time.time()))]
         if frame.empty:
             return
+        self._last_closed = time.monotonic()
         self._seen += len(frame)
         from canarylab.probe import to_samples
 
