@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -22,13 +22,34 @@ class PlanError(ValueError):
     """A plan given as data (runbook parameters) is not usable."""
 
 
+OnInsufficient = Literal["fail", "pass"]
+ON_INSUFFICIENT: tuple[OnInsufficient, ...] = ("fail", "pass")
+
+
+def default_max_hold(hold_s: float) -> float:
+    """How long a step may hold while gates still collect: 4x the hold, at least +60 s."""
+    return max(4 * hold_s, hold_s + 60.0)
+
+
 @dataclass(frozen=True)
 class Step:
-    """Shift to ``weight`` percent, then hold ``hold_s`` seconds while ``gates`` judge."""
+    """Shift to ``weight`` percent, then hold ``hold_s`` seconds while ``gates`` judge.
+
+    A gate still collecting evidence (``insufficient``) at the end of the hold extends
+    it, up to ``max_hold_s``; then the step fails (``InsufficientEvidence``) unless
+    ``on_insufficient`` is ``"pass"``. A step passes only when every gate passed.
+    """
 
     weight: int
     hold_s: float = 30.0
     gates: tuple[g.Gate, ...] = ()
+    max_hold_s: float | None = None
+    """``None``: :func:`default_max_hold` of ``hold_s``."""
+    on_insufficient: OnInsufficient = "fail"
+
+    @property
+    def hold_limit_s(self) -> float:
+        return default_max_hold(self.hold_s) if self.max_hold_s is None else self.max_hold_s
 
 
 @dataclass(frozen=True)
@@ -42,8 +63,9 @@ class Plan:
 
     def describe(self) -> list[str]:
         lines = [
-            f"step {i + 1}: weight {s.weight}%, hold {s.hold_s:g}s, gates: "
-            + (", ".join(gate.name for gate in s.gates) or "none")
+            f"step {i + 1}: weight {s.weight}%, hold {s.hold_s:g}s (up to {s.hold_limit_s:g}s "
+            f"while gates collect, then {'pass' if s.on_insufficient == 'pass' else 'fail'}), "
+            "gates: " + (", ".join(gate.name for gate in s.gates) or "none")
             for i, s in enumerate(self.steps)
         ]
         if self.promote:
@@ -57,25 +79,49 @@ def plan_from(
     gates: Mapping[str, Any] | None = None,
     promote: bool = True,
     check_every_s: float = 1.0,
+    *,
+    alpha: float | None = None,
+    max_hold_s: float | None = None,
+    on_insufficient: str = "fail",
 ) -> Plan:
     """A plan from runbook parameters.
 
     ``steps`` is a list of weights (``[5, 25, 50, 100]``) or of mappings
-    ``{"weight": 5, "hold": 60, "gates": {...}}``; ``hold_s`` and ``gates`` are the
-    defaults for steps that do not say.
+    ``{"weight": 5, "hold": 60, "max_hold": 240, "on_insufficient": "fail",
+    "gates": {...}}``; ``hold_s``, ``max_hold_s``, ``on_insufficient`` and ``gates`` are
+    the defaults for steps that do not say. ``alpha`` is the whole rollout's
+    false-alarm probability: every gate that does not set its own gets
+    ``split_alpha(alpha, steps, gates per step)`` (docs/runbooks.md, "How alpha is spent").
     """
     if not steps:
         raise PlanError("a plan needs at least one step, e.g. steps=[5, 25, 50, 100]")
-    default_gates = tuple(g.from_spec(gates or {}))
+    specs = [
+        raw["gates"] if isinstance(raw, Mapping) and "gates" in raw else gates or {}
+        for raw in steps
+    ]
+    share: float | None = None
+    try:
+        if alpha is not None:
+            most = max(len(g.from_spec(spec)) for spec in specs)
+            share = g.split_alpha(alpha, len(steps), most)
+        built = [tuple(g.from_spec(spec, alpha=share)) for spec in specs]
+    except g.GateSpecError as err:
+        raise PlanError(str(err)) from None
     out: list[Step] = []
     previous = -1
     for i, raw in enumerate(steps):
-        if isinstance(raw, Mapping):
-            weight = raw.get("weight")
-            hold = float(raw.get("hold", hold_s))
-            step_gates = tuple(g.from_spec(raw["gates"])) if "gates" in raw else default_gates
-        else:
-            weight, hold, step_gates = raw, float(hold_s), default_gates
+        item: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {"weight": raw}
+        unknown = set(item) - {"weight", "hold", "max_hold", "on_insufficient", "gates"}
+        if unknown:
+            raise PlanError(
+                f"step {i + 1}: unknown field(s) {', '.join(sorted(unknown))}; a step has "
+                "weight, hold, max_hold, on_insufficient and gates"
+            )
+        weight = item.get("weight")
+        hold = _seconds(i, "hold", item.get("hold", hold_s))
+        limit = item.get("max_hold", max_hold_s)
+        max_hold = None if limit is None else _seconds(i, "max_hold", limit)
+        policy = item.get("on_insufficient", on_insufficient)
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 < weight <= 100:
             raise PlanError(
                 f"step {i + 1}: weight must be an integer from 1 to 100, got {weight!r}"
@@ -85,11 +131,28 @@ def plan_from(
                 f"step {i + 1}: weights must increase (got {weight} after {previous}); "
                 "a plan only moves traffic towards the canary"
             )
-        if hold < 0 or math.isnan(hold):
-            raise PlanError(f"step {i + 1}: hold must be ≥ 0 seconds, got {hold}")
+        if max_hold is not None and max_hold < hold:
+            raise PlanError(
+                f"step {i + 1}: max_hold ({max_hold:g}s) must be at least hold ({hold:g}s)"
+            )
+        if policy not in ON_INSUFFICIENT:
+            raise PlanError(
+                f"step {i + 1}: on_insufficient must be 'fail' (the default: a step without "
+                f"enough evidence fails) or 'pass', got {policy!r}"
+            )
         previous = weight
-        out.append(Step(weight, hold, step_gates))
+        out.append(Step(weight, hold, built[i], max_hold, policy))
     return Plan(tuple(out), promote=promote, check_every_s=check_every_s)
+
+
+def _seconds(index: int, name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise PlanError(f"step {index + 1}: {name} must be seconds, got {value!r}") from None
+    if seconds < 0 or math.isnan(seconds):
+        raise PlanError(f"step {index + 1}: {name} must be ≥ 0 seconds, got {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
