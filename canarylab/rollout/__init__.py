@@ -21,7 +21,15 @@ from canarylab.rollout.plan import (
     summary_table,
 )
 from canarylab.rollout.resource import Rollout
-from canarylab.rollout.runner import Canary, Clock, GateFailed, PlanOutcome, TrafficSource, run_plan
+from canarylab.rollout.runner import (
+    Canary,
+    Clock,
+    GateFailed,
+    PlanOutcome,
+    RolloutStopped,
+    TrafficSource,
+    run_plan,
+)
 from canarylab.rollout.status import Condition, RolloutStatus
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "Rollout",
     "RolloutError",
     "RolloutStatus",
+    "RolloutStopped",
     "Step",
     "StepResult",
     "TrafficSource",

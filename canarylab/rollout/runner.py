@@ -1,10 +1,21 @@
-"""Walking a plan: create → steps with gates → replace → delete, resumable.
+"""Walking a plan: create → steps with gates → replace → delete, resumable, fail-closed.
 
 ``run_plan`` reads where the resource is (``plan.resume_point``), so a re-run after a
-killed kernel continues instead of starting over. A failing gate aborts the rollout
-(weight 0, then delete) and only then raises :class:`GateFailed`, whose message names
-the gate and its numbers. Traffic comes from anything with a ``traffic()`` method (the
-probe adapter in ``canarylab.rollout.traffic``); the clock is injected.
+killed kernel continues instead of starting over. A step passes only when every gate
+has enough evidence and passes: a gate still collecting at the end of the hold extends
+it up to the step's ``max_hold``, then fails the step (``InsufficientEvidence``) unless
+the step opts out. A dead or stalled probe fails the step (``ProbeLost``,
+``ProbeStalled``), so does a canary that gets far less than its weight
+(``NoCanaryTraffic``). Whatever stops a run before promotion — a gate, missing
+evidence, an interrupt, a failed action — first rolls back (weight 0, then delete) and
+only then raises :class:`RolloutStopped` (:class:`GateFailed` when a gate decided),
+whose message names the reason and its numbers.
+
+Before the first step the unversioned failure rate is measured while the canary has no
+traffic (``Baseline``): during the steps only an excess over it is the canary's.
+Traffic comes from anything with a ``traffic()`` method (the probe adapter in
+``canarylab.rollout.traffic``), whose optional ``health()`` is checked on every look;
+the clock is injected.
 
 This module must never compute statistics itself (that is ``canarylab.gates``) nor
 build a Kubernetes client (that is ``canarylab.kube``).
@@ -15,14 +26,31 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from canarylab import gates as g
+from canarylab.record.events import (
+    BaselineEvent,
+    ExitCode,
+    ExtensionEvent,
+    Kind,
+    Outcome,
+    Reason,
+    RunEvent,
+    RunState,
+    StepEvent,
+    StepState,
+    verdict_fields,
+)
 from canarylab.rollout.manifest import RolloutError
-from canarylab.rollout.plan import Plan, StepResult, resume_point, step_summary
+from canarylab.rollout.plan import Plan, Step, StepResult, resume_point, step_summary
 from canarylab.rollout.resource import Rollout
+
+BASELINE_WAIT_S = 10.0
+"""Longest wait, before the first step, for the probe to close a second of the
+original's traffic (the baseline of unversioned failures)."""
 
 
 class TrafficSource(Protocol):
@@ -31,8 +59,65 @@ class TrafficSource(Protocol):
     def traffic(self) -> g.Traffic: ...
 
 
-class GateFailed(RolloutError):
-    """A gate failed; the rollout was rolled back before this was raised."""
+@runtime_checkable
+class Health(Protocol):
+    """What ``TrafficSource.health()`` returns (``canarylab.rollout.traffic.ProbeHealth``)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def reason(self) -> Reason | None: ...
+
+    def describe(self) -> str: ...
+
+
+@runtime_checkable
+class WatchedSource(Protocol):
+    """A traffic source that can say whether it still delivers (the probe feed)."""
+
+    def traffic(self) -> g.Traffic: ...
+
+    def health(self) -> Health: ...
+
+
+class RolloutStopped(RolloutError):
+    """The run stopped before promotion; the rollback was attempted before this was raised.
+
+    ``outcome`` is ``rolled-back`` (the canary is at weight 0, or was never created) or
+    ``failed`` (the rollback failed or the state is unknown); ``exit_code`` maps it.
+    """
+
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        rolled_back: bool,
+        step: int | None = None,
+        weight: int | None = None,
+        summary: Mapping[str, Any] | None = None,
+        verdicts: tuple[g.Verdict, ...] = (),
+        outcome: Outcome | None = None,
+    ) -> None:
+        self.reason = reason
+        self.rolled_back = rolled_back
+        self.outcome = outcome or (Outcome.ROLLED_BACK if rolled_back else Outcome.FAILED)
+        self.step = step
+        self.weight = weight
+        self.summary = dict(summary or {})
+        """The stopped step's summary-table row (empty when no step was running)."""
+        self.verdicts = verdicts
+        where = f" at step {step + 1} (weight {weight}%)" if step is not None else ""
+        super().__init__(f"{reason}{where}: {message}; " + _after(self.outcome))
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.for_outcome(self.outcome)
+
+
+class GateFailed(RolloutStopped):
+    """A gate failed (``GateFailed``, or ``NoCanaryTraffic`` from the traffic-share gate)."""
 
     def __init__(
         self,
@@ -44,29 +129,32 @@ class GateFailed(RolloutError):
         summary: Mapping[str, Any] | None = None,
     ) -> None:
         self.verdict = verdict
-        self.summary = dict(summary or {})
-        """The failed step's summary-table row."""
-        self.step = step
-        self.weight = weight
-        self.rolled_back = rolled_back
-        self.verdicts = (verdict, *others)
         numbers = ", ".join(f"{k}={g._fmt(v)}" for k, v in verdict.numbers.items())
+        every = (verdict, *others)
         p_values = "; ".join(
             f"{v.gate} {v.outcome}, p-value {g._fmt(v.numbers['p_value'])}"
-            for v in self.verdicts
+            for v in every
             if v.numbers.get("p_value") is not None
         )
-        super().__init__(
-            f"gate {verdict.gate} failed at step {step + 1} (weight {weight}%): "
-            f"{verdict.reason} ({numbers})"
-            + (f"; comparisons: {p_values}" if p_values else "")
-            + "; "
-            + (
-                "the canary was rolled back (route 100% parent, canary deleted)"
-                if rolled_back
-                else "the rollback did NOT complete: run `canarylab abort` for this canary"
-            )
+        reason = (
+            Reason.NO_CANARY_TRAFFIC if verdict.gate == g.TrafficShare.name else Reason.GATE_FAILED
         )
+        super().__init__(
+            reason,
+            f"gate {verdict.gate} failed: {verdict.reason} ({numbers})"
+            + (f"; comparisons: {p_values}" if p_values else ""),
+            rolled_back=rolled_back,
+            step=step,
+            weight=weight,
+            summary=summary,
+            verdicts=every,
+        )
+
+
+def _after(outcome: Outcome) -> str:
+    if outcome == Outcome.ROLLED_BACK:
+        return "the canary was rolled back (route 100% parent, canary deleted)"
+    return "the rollback did NOT complete: run `canarylab abort` for this canary now"
 
 
 @dataclass(frozen=True)
@@ -122,155 +210,367 @@ def run_plan(
     weight_timeout: float = 60,
     replace_timeout: float = 300,
     on_step: Callable[[StepResult], None] | None = None,
+    on_look: Callable[[int, list[g.Verdict]], None] | None = None,
 ) -> PlanOutcome:
-    """Run (or resume) ``plan`` for ``canary``; see the module docstring."""
-    clock = clock or Clock()
-    rec = rollout.recorder
-    status = rollout.status()
-    if status.exists and status.version and status.version != canary.version:
-        raise RolloutError(
-            f"{rollout.namespace}/{rollout.name} rolls out version {status.version!r}, not "
-            f"{canary.version!r}: abort it first (`canarylab abort {rollout.name}`)"
-        )
-    start = resume_point(plan, status)
-    rec.event(
-        "run",
-        state="resumed" if status.exists else "started",
-        message=(
+    """Run (or resume) ``plan`` for ``canary``; see the module docstring.
+
+    ``on_look(step, verdicts)`` sees every look's verdicts (a panel's running state).
+    """
+    return _Run(
+        rollout,
+        plan,
+        canary,
+        traffic,
+        original_version,
+        clock or Clock(),
+        ready_timeout,
+        weight_timeout,
+        replace_timeout,
+        on_step,
+        on_look,
+    ).run()
+
+
+@dataclass
+class _Run:
+    """One run of a plan: the state a run carries between its steps."""
+
+    rollout: Rollout
+    plan: Plan
+    canary: Canary
+    source: TrafficSource | None
+    original_version: str | None
+    clock: Clock
+    ready_timeout: float
+    weight_timeout: float
+    replace_timeout: float
+    on_step: Callable[[StepResult], None] | None
+    on_look: Callable[[int, list[g.Verdict]], None] | None
+    baseline: g.Baseline | None = None
+    results: list[StepResult] = field(default_factory=list)
+
+    def run(self) -> PlanOutcome:
+        rollout, plan, canary = self.rollout, self.plan, self.canary
+        if self.source is None and any(step.gates for step in plan.steps):
+            raise RolloutError(
+                "the plan's steps have gates but no traffic source was given: start the probe "
+                "first (RolloutSession.start_probe, ProbeFeed.start), or pass gates "
+                "{'traffic_share': False} and no others to roll out unjudged"
+            )
+        status = rollout.status()
+        if status.exists and status.version and status.version != canary.version:
+            raise RolloutError(
+                f"{rollout.namespace}/{rollout.name} rolls out version {status.version!r}, not "
+                f"{canary.version!r}: abort it first (`canarylab abort {rollout.name}`)"
+            )
+        start = resume_point(plan, status)
+        message = (
             f"resuming at step {start.first_step + 1} ({status.brief()})"
             if status.exists
             else f"starting a rollout of {canary.version}"
-        ),
-        first_step=start.first_step,
-    )
-    if start.create:
-        canary.create(rollout)
-    results: list[StepResult] = []
-    if not start.promoting:
-        rollout.wait_ready(timeout=ready_timeout)
-        for index in range(start.first_step, len(plan.steps)):
-            result = _run_step(
-                rollout, plan, index, canary, traffic, original_version, clock, weight_timeout
+        )
+        state = RunState.RESUMED if status.exists else RunState.STARTED
+        self._event(RunEvent(message=message, state=state, first_step=start.first_step))
+        index: int | None = None
+        try:
+            if start.create:
+                canary.create(rollout)
+            if not start.promoting:
+                rollout.wait_ready(timeout=self.ready_timeout)
+                if status.desired_weight == 0 and self.source is not None:
+                    self.baseline = self._measure_baseline()
+                for index in range(start.first_step, len(plan.steps)):
+                    result = self._step(index)
+                    self.results.append(result)
+                    if self.on_step is not None:
+                        self.on_step(result)
+                index = None
+        except RolloutStopped:
+            raise
+        except KeyboardInterrupt:
+            self._stop(Reason.INTERRUPTED, "interrupted (SIGINT/SIGTERM)", index)
+        except RolloutError as err:
+            self._stop(Reason.ROLLOUT_ERROR, str(err), index)
+        promoted = False
+        if plan.promote:
+            try:
+                if not start.replaced:
+                    rollout.replace(timeout=self.replace_timeout)
+                rollout.delete(timeout=self.weight_timeout)
+            except (RolloutError, KeyboardInterrupt) as err:
+                # The parent may already run the canary's template: rolling back now
+                # could leave neither version whole, so say so and leave it to a human.
+                text = str(err) or "interrupted (SIGINT/SIGTERM)"
+                reason = (
+                    Reason.ROLLOUT_ERROR if isinstance(err, RolloutError) else Reason.INTERRUPTED
+                )
+                self._finish(Outcome.FAILED, reason, f"promotion did not complete: {text}")
+                raise RolloutStopped(
+                    reason, f"promotion did not complete: {text}", rolled_back=False
+                ) from err
+            promoted = True
+        self._finish(Outcome.SUCCEEDED, None, "rollout finished")
+        return PlanOutcome(tuple(self.results), start.first_step, promoted)
+
+    # -- one step -------------------------------------------------------------------
+
+    def _step(self, index: int) -> StepResult:
+        clock, step = self.clock, self.plan.steps[index]
+        self.rollout.set_weight(step.weight, timeout=self.weight_timeout)
+        started = clock.now()
+        window = g.Window(
+            canary=self.canary.version,
+            original=self.original_version,
+            since=started,
+            weight=step.weight,
+            baseline=self.baseline,
+        )
+        self._event(
+            StepEvent(
+                message=(
+                    f"step {index + 1}: weight {step.weight}%, holding {step.hold_s:g}s "
+                    f"(up to {step.hold_limit_s:g}s while gates collect)"
+                ),
+                step=index,
+                weight=step.weight,
+                hold_s=step.hold_s,
+                max_hold_s=step.hold_limit_s,
+                since=started,
             )
-            results.append(result)
-            if on_step is not None:
-                on_step(result)
-    promoted = False
-    if plan.promote:
-        if not start.replaced:
-            rollout.replace(timeout=replace_timeout)
-        rollout.delete(timeout=weight_timeout)
-        promoted = True
-    rec.event("run", state="finished", outcome="succeeded", message="rollout finished")
-    return PlanOutcome(tuple(results), start.first_step, promoted)
-
-
-def _run_step(
-    rollout: Rollout,
-    plan: Plan,
-    index: int,
-    canary: Canary,
-    traffic: TrafficSource | None,
-    original_version: str | None,
-    clock: Clock,
-    weight_timeout: float,
-) -> StepResult:
-    rec = rollout.recorder
-    step = plan.steps[index]
-    rollout.set_weight(step.weight, timeout=weight_timeout)
-    started = clock.now()
-    window = g.Window(canary=canary.version, original=original_version, since=started)
-    rec.event(
-        "step",
-        step=index,
-        weight=step.weight,
-        hold_s=step.hold_s,
-        state="started",
-        since=started,
-        message=f"step {index + 1}: weight {step.weight}%, holding {step.hold_s:g}s",
-    )
-    gates = step.gates
-    if step.weight == 100:
-        # At 100% the original only gets requests the gateway had in flight; comparing
-        # against those would judge noise, so only the canary's own limits apply.
-        gates = tuple(gate for gate in gates if not g.compares_original(gate))
-    t0 = clock.monotonic()
-    verdicts: list[g.Verdict] = []
-    while True:
-        elapsed = clock.monotonic() - t0
-        if elapsed >= step.hold_s:
-            break
-        clock.sleep(min(plan.check_every_s, step.hold_s - elapsed))
-        seen = traffic.traffic() if traffic is not None else _no_traffic()
-        verdicts = g.judge_all(gates, seen, window)
-        failed = g.first_failure(verdicts)
-        if failed is not None:
-            return _fail(
-                rollout, index, step.weight, window, seen, verdicts, failed, started, clock
+        )
+        gates = step.gates
+        if step.weight == 100:
+            # At 100% the original only gets requests the gateway had in flight; comparing
+            # against those would judge noise, so only the canary's own limits apply.
+            gates = tuple(gate for gate in gates if not g.compares_original(gate))
+        t0 = clock.monotonic()
+        look = 0
+        seen = _no_traffic()
+        verdicts: list[g.Verdict] = []
+        shown: dict[str, str] = {}
+        extended = False
+        while True:
+            elapsed = clock.monotonic() - t0
+            target = step.hold_s if elapsed < step.hold_s else step.hold_limit_s
+            clock.sleep(max(0.0, min(self.plan.check_every_s, target - elapsed)))
+            elapsed = clock.monotonic() - t0
+            look += 1
+            self._check_health(index, step, window, started)
+            seen = self.source.traffic() if self.source is not None else _no_traffic()
+            verdicts = g.judge_all(gates, seen, window)
+            for v in verdicts:  # every change of a gate's outcome is recorded
+                if shown.get(v.gate) != v.outcome:
+                    shown[v.gate] = v.outcome
+                    self.rollout.recorder.event(Kind.VERDICT, **verdict_fields(index, v, look))
+            if self.on_look is not None:
+                self.on_look(index, verdicts)
+            failed = g.first_failure(verdicts)
+            if failed is not None:
+                self._fail_gate(index, step, window, seen, verdicts, failed, started)
+            if elapsed < step.hold_s:
+                continue
+            collecting = tuple(v.gate for v in verdicts if v.outcome == "insufficient")
+            if not collecting:
+                break
+            if elapsed >= step.hold_limit_s:
+                if step.on_insufficient == "pass":
+                    break
+                names = ", ".join(str(v) for v in verdicts if v.outcome == "insufficient")
+                self._stop(
+                    Reason.INSUFFICIENT_EVIDENCE,
+                    f"after {elapsed:.0f}s (max_hold {step.hold_limit_s:g}s) still collecting: "
+                    f"{names}",
+                    index,
+                    self._summary(index, step, seen, window, verdicts, started),
+                    tuple(verdicts),
+                )
+            if not extended:
+                extended = True
+                self._event(
+                    ExtensionEvent(
+                        message=(
+                            f"step {index + 1}: extending the hold beyond {step.hold_s:g}s "
+                            f"(up to {step.hold_limit_s:g}s): {', '.join(collecting)} "
+                            "still collecting evidence"
+                        ),
+                        step=index,
+                        weight=step.weight,
+                        held_s=round(elapsed, 3),
+                        max_hold_s=step.hold_limit_s,
+                        collecting=collecting,
+                    )
+                )
+        ended = clock.now()
+        for v in verdicts:
+            self.rollout.recorder.event(Kind.VERDICT, **verdict_fields(index, v, look))
+        summary = step_summary(index, step.weight, seen, window, verdicts, until=ended)
+        held = round(clock.monotonic() - t0, 3)
+        summary["held_s"] = held
+        self._event(
+            StepEvent(
+                message=f"step {index + 1} passed ({summary['verdict']}) after {held:g}s",
+                step=index,
+                weight=step.weight,
+                state=StepState.PASSED,
+                hold_s=step.hold_s,
+                max_hold_s=step.hold_limit_s,
+                summary=summary,
+                since=started,
+                until=ended,
             )
-    seen = traffic.traffic() if traffic is not None else _no_traffic()
-    verdicts = g.judge_all(gates, seen, window)
-    failed = g.first_failure(verdicts)
-    if failed is not None:
-        return _fail(rollout, index, step.weight, window, seen, verdicts, failed, started, clock)
-    ended = clock.now()
-    for v in verdicts:
-        rec.event("verdict", step=index, message=str(v), **v.as_dict())
-    summary = step_summary(index, step.weight, seen, window, verdicts, until=ended)
-    rec.event(
-        "step",
-        step=index,
-        weight=step.weight,
-        hold_s=step.hold_s,
-        state="passed",
-        summary=summary,
-        since=started,
-        until=ended,
-        message=f"step {index + 1} passed ({summary['verdict']})",
-    )
-    return StepResult(index, step.weight, started, ended, tuple(verdicts), summary)
+        )
+        return StepResult(index, step.weight, started, ended, tuple(verdicts), summary)
 
+    def _check_health(self, index: int, step: Step, window: g.Window, started: Any) -> None:
+        source = self.source
+        if not isinstance(source, WatchedSource):
+            return
+        health = source.health()
+        if health.ok:
+            return
+        self._stop(
+            health.reason or Reason.PROBE_LOST,
+            health.describe(),
+            index,
+            self._summary(index, step, _no_traffic(), window, [], started),
+        )
 
-def _fail(
-    rollout: Rollout,
-    index: int,
-    weight: int,
-    window: g.Window,
-    seen: g.Traffic,
-    verdicts: list[g.Verdict],
-    failed: g.Verdict,
-    started: pd.Timestamp,
-    clock: Clock,
-) -> NoReturn:
-    rec = rollout.recorder
-    ended = clock.now()
-    for v in verdicts:
-        rec.event("verdict", step=index, message=str(v), **v.as_dict())
-    summary = step_summary(index, weight, seen, window, verdicts, until=ended)
-    rec.event(
-        "step",
-        step=index,
-        weight=weight,
-        state="failed",
-        summary=summary,
-        since=started,
-        until=ended,
-        message=f"step {index + 1} failed: {failed}",
-    )
-    rolled_back = True
-    try:
-        rollout.abort()
-    except RolloutError as err:
-        rolled_back = False
-        rec.event("run", state="rollback-failed", message=str(err))
-    rec.event(
-        "run",
-        state="finished",
-        outcome="rolled-back" if rolled_back else "failed",
-        message=f"gate {failed.gate} failed at step {index + 1}",
-    )
-    others = tuple(v for v in verdicts if v is not failed)
-    raise GateFailed(failed, index, weight, rolled_back, others, summary)
+    def _measure_baseline(self) -> g.Baseline:
+        """Unversioned failures before the canary takes traffic (at least one closed second)."""
+        assert self.source is not None
+        t0 = self.clock.monotonic()
+        until = self.clock.now()
+        baseline = g.Baseline.from_traffic(self.source.traffic(), until)
+        while baseline.requests == 0 and self.clock.monotonic() - t0 < BASELINE_WAIT_S:
+            self.clock.sleep(0.5)
+            if isinstance(self.source, WatchedSource) and not self.source.health().ok:
+                break
+            until = self.clock.now()
+            baseline = g.Baseline.from_traffic(self.source.traffic(), until)
+        rate = "no requests" if not baseline.requests else f"rate {baseline.rate:.4g}"
+        self._event(
+            BaselineEvent(
+                message=(
+                    f"baseline before the canary's traffic: {baseline.failures} of "
+                    f"{baseline.requests} requests failed without a version ({rate})"
+                ),
+                until=baseline.until,
+                requests=baseline.requests,
+                failures=baseline.failures,
+                waited_s=round(self.clock.monotonic() - t0, 3),
+            )
+        )
+        return baseline
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def _summary(
+        self,
+        index: int,
+        step: Step,
+        seen: g.Traffic,
+        window: g.Window,
+        verdicts: list[g.Verdict],
+        started: Any,
+    ) -> dict[str, Any]:
+        return step_summary(index, step.weight, seen, window, verdicts, until=self.clock.now())
+
+    def _fail_gate(
+        self,
+        index: int,
+        step: Step,
+        window: g.Window,
+        seen: g.Traffic,
+        verdicts: list[g.Verdict],
+        failed: g.Verdict,
+        started: Any,
+    ) -> None:
+        summary = self._summary(index, step, seen, window, verdicts, started)
+        rolled_back = self._step_failed(index, step.weight, summary, str(failed), started)
+        others = tuple(v for v in verdicts if v is not failed)
+        err = GateFailed(failed, index, step.weight, rolled_back, others, summary)
+        self._finish(err.outcome, err.reason, str(err), index)
+        raise err
+
+    def _stop(
+        self,
+        reason: Reason,
+        message: str,
+        index: int | None,
+        summary: Mapping[str, Any] | None = None,
+        verdicts: tuple[g.Verdict, ...] = (),
+    ) -> None:
+        """Record why, roll back, record the outcome, raise :class:`RolloutStopped`."""
+        weight = self.plan.steps[index].weight if index is not None else None
+        if index is not None:
+            rolled_back = self._step_failed(index, weight or 0, summary, message, None, reason)
+        else:
+            rolled_back = self._rollback()
+        err = RolloutStopped(
+            reason,
+            message,
+            rolled_back=rolled_back,
+            step=index,
+            weight=weight,
+            summary=summary,
+            verdicts=verdicts,
+        )
+        self._finish(err.outcome, reason, str(err), index)
+        raise err
+
+    def _step_failed(
+        self,
+        index: int,
+        weight: int,
+        summary: Mapping[str, Any] | None,
+        message: str,
+        started: Any,
+        reason: Reason | None = None,
+    ) -> bool:
+        self._event(
+            StepEvent(
+                message=f"step {index + 1} failed: {message}",
+                step=index,
+                weight=weight,
+                state=StepState.FAILED,
+                summary=dict(summary) if summary else None,
+                since=started,
+                until=self.clock.now(),
+                reason=reason,
+            )
+        )
+        return self._rollback()
+
+    def _rollback(self) -> bool:
+        """Weight 0 and delete; False (recorded) when that did not complete."""
+        try:
+            self.rollout.abort()
+        except (RolloutError, KeyboardInterrupt) as err:
+            self._event(
+                RunEvent(
+                    message=f"the rollback failed: {err or 'interrupted'}",
+                    state=RunState.ROLLBACK_FAILED,
+                )
+            )
+            return False
+        return True
+
+    def _finish(
+        self, outcome: Outcome, reason: Reason | None, message: str, index: int | None = None
+    ) -> None:
+        self._event(
+            RunEvent(
+                message=message,
+                state=RunState.FINISHED,
+                outcome=outcome,
+                reason=reason,
+                step=index,
+                exit_code=int(ExitCode.for_outcome(outcome)),
+            )
+        )
+
+    def _event(self, event: Any) -> None:
+        self.rollout.recorder.event(event.kind, **event.fields())
 
 
 def _no_traffic() -> g.Traffic:

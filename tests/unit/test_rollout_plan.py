@@ -13,12 +13,14 @@ from canarylab.rollout import (
     Clock,
     GateFailed,
     PlanError,
+    RolloutStopped,
     plan_from,
     resume_point,
     run_plan,
     step_summary,
     summary_table,
 )
+from canarylab.rollout.manifest import RolloutError
 from canarylab.rollout.status import RolloutStatus, absent, parse
 
 T0 = pd.Timestamp("2026-11-27T12:00:00Z")
@@ -30,9 +32,29 @@ def test_plan_from_weights_and_mappings() -> None:
     )
     assert [s.weight for s in plan.steps] == [5, 50, 100]
     assert [s.hold_s for s in plan.steps] == [10, 2, 10]
-    assert plan.steps[0].gates == (g.MaxErrorRate(0.1),)
-    assert plan.steps[1].gates == ()
-    assert "step 1: weight 5%, hold 10s, gates: max-error-rate" in plan.describe()
+    assert plan.steps[0].gates == (g.TrafficShare(), g.MaxErrorRate(0.1))
+    assert plan.steps[1].gates == (g.TrafficShare(),)  # on unless a spec turns it off
+    assert [s.hold_limit_s for s in plan.steps] == [70, 62, 70]
+    assert plan.steps[0].on_insufficient == "fail"
+    assert (
+        "step 1: weight 5%, hold 10s (up to 70s while gates collect, then fail), "
+        "gates: traffic-share, max-error-rate"
+    ) in plan.describe()
+
+
+def test_plan_from_splits_alpha_over_steps_and_gates() -> None:
+    plan = plan_from([10, 50], gates={"max_error_rate": 0.1}, alpha=0.01)
+    # 2 steps x 2 gates: each pair gets a quarter, so the rollout keeps 1%
+    assert [gate.alpha for step in plan.steps for gate in step.gates] == [0.0025] * 4
+    own = plan_from([10], gates={"max_error_rate": {"limit": 0.1, "alpha": 0.05}}, alpha=0.01)
+    assert [gate.alpha for gate in own.steps[0].gates] == [0.005, 0.05]
+
+
+def test_plan_from_max_hold_and_opt_out() -> None:
+    plan = plan_from(
+        [10, {"weight": 50, "max_hold": 9, "on_insufficient": "pass"}], hold_s=5, max_hold_s=20
+    )
+    assert [(s.hold_limit_s, s.on_insufficient) for s in plan.steps] == [(20, "fail"), (9, "pass")]
 
 
 @pytest.mark.parametrize(
@@ -44,6 +66,10 @@ def test_plan_from_weights_and_mappings() -> None:
         ([101], "from 1 to 100"),
         (["ten"], "from 1 to 100"),
         ([{"weight": 5, "hold": -1}], "hold must be"),
+        ([{"weight": 5, "hold": 10, "max_hold": 5}], "max_hold .* at least hold"),
+        ([{"weight": 5, "on_insufficient": "ignore"}], "on_insufficient must be"),
+        ([{"weight": 5, "hodl": 5}], "unknown field"),
+        ([{"weight": 5, "gates": {"max_eror_rate": 1}}], "unknown gate 'max_eror_rate'"),
     ],
 )
 def test_bad_plans_say_what_is_wrong(steps: list[Any], message: str) -> None:
@@ -90,15 +116,17 @@ def test_status_parse() -> None:
     assert "weight 5 (applied 5)" in s.brief()
 
 
-def frame(rows: list[tuple[int, str, int, int]]) -> pd.DataFrame:
+def frame(rows: list[tuple[int, str, int, int]], timeouts: list[int] | None = None) -> pd.DataFrame:
+    """Per-second samples; ``timeouts[i]`` of row i's requests timed out (no response)."""
+    lost = timeouts or [0] * len(rows)
     return pd.DataFrame(
         {
             "second": [T0 + pd.Timedelta(seconds=s) for s, *_ in rows],
             "version": [r[1] for r in rows],
             "requests": [r[2] for r in rows],
-            "ok": [r[2] - r[3] for r in rows],
+            "ok": [r[2] - r[3] - t for r, t in zip(rows, lost, strict=True)],
             "http_errors": [r[3] for r in rows],
-            "timeouts": 0,
+            "timeouts": lost,
             "conn_errors": 0,
             "p50_ms": 1.0,
             "p95_ms": 2.0,
@@ -182,19 +210,60 @@ class FakeClock:
 
 
 class Steady:
-    """Traffic at 100 rps split by the rollout's current weight; canary errors at ``bad``."""
+    """Traffic at 100 rps split by the rollout's current weight; canary errors at ``bad``.
 
-    def __init__(self, rollout: FakeRollout, clock: FakeClock, bad: float = 0.0) -> None:
+    ``hang``: the canary answers nothing (its requests time out, without a version);
+    ``label``: the version the canary's answers carry (``v1`` hides it as the original).
+    """
+
+    def __init__(
+        self,
+        rollout: FakeRollout,
+        clock: FakeClock,
+        bad: float = 0.0,
+        hang: bool = False,
+        label: str = "v2",
+    ) -> None:
         self.rows: list[tuple[int, str, int, int]] = []
+        self.lost: list[int] = []
         self.rollout, self.clock, self.bad = rollout, clock, bad
+        self.hang, self.label = hang, label
         self.last = 0
+        self.alive = True
 
     def traffic(self) -> g.Traffic:
         while self.last < int(self.clock.t):
             w = self.rollout.status().desired_weight
-            self.rows += [(self.last, "v1", 100 - w, 0), (self.last, "v2", w, round(w * self.bad))]
+            if self.hang:
+                self.rows += [(self.last, "v1", 100 - w, 0), (self.last, "unknown", w, 0)]
+                self.lost += [0, w]
+            else:
+                self.rows += [
+                    (self.last, "v1", 100 - w, 0),
+                    (self.last, self.label, w, round(w * self.bad)),
+                ]
+                self.lost += [0, 0]
             self.last += 1
-        return g.Traffic(frame(self.rows))
+        return g.Traffic(frame(self.rows, self.lost))
+
+
+class Watched(Steady):
+    """A Steady source with a probe health that can die."""
+
+    def health(self) -> Any:
+        from canarylab.rollout.traffic import ProbeHealth
+
+        return ProbeHealth("http://gw/", self.alive, None, 0.0, 10.0)
+
+
+def kinds(ro: FakeRollout, kind: str) -> list[dict[str, Any]]:
+    return [e for e in ro.recorder.events if e["kind"] == kind]
+
+
+def finished(ro: FakeRollout) -> dict[str, Any]:
+    runs = [e for e in kinds(ro, "run") if e.get("state") == "finished"]
+    assert len(runs) == 1
+    return runs[0]
 
 
 def test_runner_walks_the_plan_and_promotes() -> None:
@@ -206,29 +275,157 @@ def test_runner_walks_the_plan_and_promotes() -> None:
     assert ro.calls == ["create", "ready", "weight 10", "weight 50", "replace", "delete"]
     assert [r.summary["verdict"] for r in out.steps] == ["pass", "pass"]
     assert out.promoted
+    assert finished(ro)["outcome"] == "succeeded"
+    assert finished(ro)["exit_code"] == 0
+    assert kinds(ro, "baseline")[0]["requests"] > 0
 
 
 def test_runner_rolls_back_then_raises_naming_the_gate() -> None:
     ro, clk = FakeRollout(), FakeClock()
     plan = plan_from([10, 50], hold_s=30, gates={"error_rate_comparison": {"min_requests": 30}})
     with pytest.raises(
-        GateFailed, match=r"gate error-rate-comparison failed at step 1 \(weight 10%\): .*p-value"
+        GateFailed,
+        match=r"GateFailed at step 1 \(weight 10%\): gate error-rate-comparison failed: .*p-value",
     ) as err:
         run_plan(ro, plan, Canary("v2", image="x:v2"), Steady(ro, clk, bad=0.2), clock=clk.clock())  # type: ignore[arg-type]
     assert ro.calls == ["create", "ready", "weight 10", "abort"]
     assert err.value.rolled_back
+    assert err.value.exit_code == 2
     assert "comparisons: error-rate-comparison fail, p-value" in str(err.value)
     assert err.value.summary["verdict"] == "fail"
     assert err.value.summary["weight"] == 10
     assert clk.t < 30  # failed during the hold, as soon as the numbers were in
-    kinds = [e["kind"] for e in ro.recorder.events]
-    assert "verdict" in kinds
+    assert kinds(ro, "verdict")
+    assert finished(ro)["reason"] == "GateFailed"
+    assert finished(ro)["outcome"] == "rolled-back"
+
+
+def test_a_hanging_canary_is_caught_not_promoted() -> None:
+    """Timeouts carry no version: beyond the baseline they are the canary's."""
+    ro, clk = FakeRollout(), FakeClock()
+    plan = plan_from([10, 50, 100], hold_s=10, gates={"max_error_rate": {"limit": 0.05}})
+    with pytest.raises(RolloutStopped) as err:
+        run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk, hang=True), clock=clk.clock())  # type: ignore[arg-type]
+    assert "replace" not in ro.calls
+    assert ro.calls[-1] == "abort"
+    assert err.value.exit_code == 2
+    assert err.value.step == 0
+
+
+def test_a_canary_hidden_as_the_original_fails_on_its_share() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+    plan = plan_from([25, 100], hold_s=10)
+    with pytest.raises(GateFailed) as err:
+        run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk, label="v1"), clock=clk.clock())  # type: ignore[arg-type]
+    assert err.value.reason == "NoCanaryTraffic"
+    assert ro.calls[-1] == "abort"
+    assert finished(ro)["reason"] == "NoCanaryTraffic"
+
+
+def test_insufficient_evidence_extends_the_hold_then_fails_closed() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+    # 100 requests at 10% give the canary ~10/s: 5000 are never reached within 30s
+    plan = plan_from(
+        [10],
+        hold_s=5,
+        max_hold_s=30,
+        gates={"max_error_rate": {"limit": 0.05, "min_requests": 5000}},
+    )
+    with pytest.raises(RolloutStopped) as err:
+        run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk), clock=clk.clock())  # type: ignore[arg-type]
+    assert err.value.reason == "InsufficientEvidence"
+    assert "max-error-rate" in str(err.value)
+    assert 30 <= clk.t < 32
+    assert ro.calls == ["create", "ready", "weight 10", "abort"]
+    (ext,) = kinds(ro, "extension")
+    assert "max-error-rate" in ext["collecting"]
+    assert finished(ro)["exit_code"] == 2
+
+
+def test_a_step_may_opt_out_of_failing_on_insufficient_evidence() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+    plan = plan_from(
+        [10],
+        hold_s=5,
+        max_hold_s=8,
+        on_insufficient="pass",
+        gates={"max_error_rate": {"limit": 0.05, "min_requests": 5000}},
+    )
+    out = run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk), clock=clk.clock())  # type: ignore[arg-type]
+    assert out.promoted
+    assert out.steps[0].summary["verdict"] == "insufficient"
+
+
+def test_a_dead_probe_fails_the_step() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+    source = Watched(ro, clk)
+    plan = plan_from([10, 50], hold_s=20)
+
+    def die(step: int, verdicts: list[g.Verdict]) -> None:
+        source.alive = False
+
+    with pytest.raises(RolloutStopped) as err:
+        run_plan(ro, plan, Canary("v2", image="x"), source, clock=clk.clock(), on_look=die)  # type: ignore[arg-type]
+    assert err.value.reason == "ProbeLost"
+    assert "the probe of http://gw/ died" in str(err.value)
+    assert ro.calls[-1] == "abort"
+
+
+def test_an_interrupt_rolls_back_first() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+
+    def interrupt(step: int, verdicts: list[g.Verdict]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(RolloutStopped) as err:
+        run_plan(
+            ro,
+            plan_from([10], hold_s=5),
+            Canary("v2", image="x"),
+            Steady(ro, clk),
+            clock=clk.clock(),
+            on_look=interrupt,
+        )  # type: ignore[arg-type]
+    assert err.value.reason == "Interrupted"
+    assert ro.calls[-1] == "abort"
+    assert finished(ro)["outcome"] == "rolled-back"
+
+
+def test_a_failed_rollback_is_unsafe() -> None:
+    ro, clk = FakeRollout(), FakeClock()
+
+    def fail() -> None:
+        raise RolloutError("the API server is gone")
+
+    ro.abort = fail  # type: ignore[method-assign]
+    with pytest.raises(RolloutStopped) as err:
+        run_plan(
+            ro,
+            plan_from([10], hold_s=5, gates={"max_error_rate": 0.01}),
+            Canary("v2", image="x"),
+            Steady(ro, clk, bad=0.5),
+            clock=clk.clock(),
+        )  # type: ignore[arg-type]
+    assert err.value.exit_code == 3
+    assert "did NOT complete" in str(err.value)
+    assert finished(ro)["outcome"] == "failed"
+
+
+def test_gates_without_a_traffic_source_change_nothing() -> None:
+    ro = FakeRollout()
+    with pytest.raises(RolloutError, match="no traffic source"):
+        run_plan(ro, plan_from([10]), Canary("v2", image="x"))  # type: ignore[arg-type]
+    assert ro.calls == []
 
 
 def test_runner_resumes_without_recreating() -> None:
     ro, clk = FakeRollout(cd(50)), FakeClock()
     run_plan(
-        ro, plan_from([10, 50, 100], hold_s=1), Canary("v2", image="x:v2"), None, clock=clk.clock()
+        ro,
+        plan_from([10, 50, 100], hold_s=1, gates={"traffic_share": False}),
+        Canary("v2", image="x:v2"),
+        None,
+        clock=clk.clock(),
     )  # type: ignore[arg-type]
     assert ro.calls == ["ready", "weight 50", "weight 100", "replace", "delete"]
     assert ro.recorder.events[0]["state"] == "resumed"
@@ -237,18 +434,19 @@ def test_runner_resumes_without_recreating() -> None:
 def test_runner_refuses_another_version() -> None:
     ro = FakeRollout(cd(50))
     with pytest.raises(Exception, match="rolls out version 'v2', not 'v3'"):
-        run_plan(ro, plan_from([10]), Canary("v3", image="x:v3"))  # type: ignore[arg-type]
+        run_plan(ro, plan_from([10]), Canary("v3", image="x:v3"), Steady(ro, FakeClock()))  # type: ignore[arg-type]
 
 
 def test_comparisons_are_not_judged_at_100_percent() -> None:
     ro, clk = FakeRollout(), FakeClock()
     gates = {
+        "traffic_share": False,
         "max_error_rate": {"limit": 0.5, "min_requests": 1},
         "error_rate_comparison": {"min_requests": 1},
     }
     out = run_plan(
         ro,
-        plan_from([50, 100], hold_s=3, gates=gates),
+        plan_from([50, 100], hold_s=3, gates=gates, on_insufficient="pass", max_hold_s=3),
         Canary("v2", image="x"),
         Steady(ro, clk),
         clock=clk.clock(),
