@@ -12,8 +12,14 @@
 # Creates a canary of `parent` at `version`, waits until it is ready, walks the `steps`
 # (weight, then `hold` seconds while the `gates` judge the probe's traffic since the step
 # began), replaces the parent with the canary, waits for the parent's rollout and deletes the
-# canary. A failing gate rolls back (weight 0, canary deleted) and then fails this notebook
-# with the gate's numbers.
+# canary. A step passes only when every gate passed: a gate still collecting evidence extends
+# the hold up to `max_hold`, then fails the step (`InsufficientEvidence`) unless
+# `on_insufficient = "pass"`. A failing gate, missing evidence, a dead probe or SIGTERM rolls
+# back (weight 0, canary deleted) and then fails this notebook with the reason and numbers;
+# `canarylab run` exits 2 (rolled back, safe) or 3 (rollback failed: look now).
+#
+# While it runs, the notebook holds a `lease` on the CanaryDeployment: if this process dies,
+# the controller sets the canary's weight to 0 after `lease` seconds (`Paused`/`DriverLost`).
 #
 # Re-running with the same parameters after an interruption picks up from the
 # CanaryDeployment's status. Everything is recorded in `<output_dir>/record`
@@ -33,6 +39,8 @@ router = "apisix"  # or "gatewayAPI"
 route = None  # ApisixRoute / HTTPRoute name (default: the parent's)
 steps = [5, 25, 50, 100]  # weights; or [{"weight": 5, "hold": 60, "gates": {...}}, ...]
 hold = 30  # seconds per step
+max_hold = None  # longest hold while gates still collect (None: max(4 x hold, hold + 60))
+on_insufficient = "fail"  # or "pass": a step still collecting at max_hold passes anyway
 gates = {  # anytime-valid; alpha is split over steps x gates (docs/runbooks.md)
     "traffic_share": {"tolerance": 0.5},  # fail (NoCanaryTraffic) below half its weight
     "max_error_rate": {"limit": 0.05, "min_requests": 50},
@@ -45,6 +53,7 @@ probe_rate = 200  # requests per second
 probe_headers = {}  # e.g. {"Host": "shop.example"}; the sandbox gateway gets the route's host
 probe_classifier = "header:X-Canarylab-Version"  # or "body:<regex with one group>"
 kubeconfig = None  # None: $KUBECONFIG, else the running sandbox
+lease = 30  # seconds; the controller pauses the canary this long after the driver dies
 output_dir = "out/rollout"
 dry_run = False
 
@@ -65,7 +74,11 @@ params = RunbookParameters(
     route=route,
     steps=tuple(steps),
     hold=hold,
+    max_hold=max_hold,
+    on_insufficient=on_insufficient,
     gates=gates,
+    alpha=alpha,
+    lease=lease,
     probe_target=probe_target,
     probe_rate=probe_rate,
     probe_classifier=probe_classifier,
@@ -80,7 +93,9 @@ print(session.describe())
 # %% [markdown]
 # ## Roll out
 #
-# The probe runs in the background for the whole rollout. A failing gate raises `GateFailed` here, after the rollback.
+# The probe runs in the background for the whole rollout. Anything that stops the rollout
+# before promotion raises `RolloutStopped` here (`GateFailed` when a gate decided), after
+# the rollback.
 
 # %%
 if dry_run:

@@ -12,8 +12,11 @@ This module must never judge traffic itself (``canarylab.gates``) nor draw chart
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,12 @@ from typing import Any
 import pandas as pd
 
 from canarylab.record import Recorder
+from canarylab.record.events import ExitCode, Outcome, Reason
 from canarylab.record.writer import now
 from canarylab.rollout.plan import Plan, plan_from, resume_point, summary_table
 from canarylab.rollout.resource import Rollout
-from canarylab.rollout.runner import Canary, GateFailed, PlanOutcome, run_plan
-from canarylab.rollout.traffic import ProbeFeed
+from canarylab.rollout.runner import Canary, PlanOutcome, RolloutStopped, run_plan
+from canarylab.rollout.traffic import ProbeError, ProbeFeed
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,15 @@ class RunbookParameters:
     canary_env: Mapping[str, str] | None = None
     steps: tuple[Any, ...] = (5, 25, 50, 100)
     hold: float = 30
+    max_hold: float | None = None
+    """Longest hold while a gate still collects (default: ``default_max_hold(hold)``)."""
+    on_insufficient: str = "fail"
+    """``fail`` (default): a step whose gates are still collecting at max_hold fails."""
     gates: Mapping[str, Any] | None = None
+    alpha: float | None = 0.01
+    """The whole rollout's false-alarm probability, split over steps x gates."""
+    lease: float | None = 30
+    """Seconds of the driver's lease (None: no lease; the controller then never pauses)."""
     probe_target: str | None = None
     probe_rate: float = 200
     probe_classifier: str = "header:X-Canarylab-Version"
@@ -54,7 +66,14 @@ class RunbookParameters:
     name: str | None = None
 
     def plan(self) -> Plan:
-        return plan_from(list(self.steps), hold_s=self.hold, gates=self.gates)
+        return plan_from(
+            list(self.steps),
+            hold_s=self.hold,
+            gates=self.gates,
+            alpha=self.alpha,
+            max_hold_s=self.max_hold,
+            on_insufficient=self.on_insufficient,
+        )
 
     def canary(self) -> Canary:
         return Canary(
@@ -123,7 +142,11 @@ class RolloutSession:
         return "\n".join(lines)
 
     def start_probe(self) -> ProbeFeed:
-        """Start the probe against ``probe_target`` (default: the sandbox gateway)."""
+        """Start the probe against ``probe_target`` (default: the sandbox gateway).
+
+        A target that never serves raises :class:`RolloutStopped` (``ProbeUnreachable``)
+        after rolling back a canary left by an earlier run; nothing else changes.
+        """
         p = self.params
         headers = dict(p.probe_headers or {})
         target = p.probe_target
@@ -132,44 +155,76 @@ class RolloutSession:
 
             target = _sandbox_gateway(self.target).rstrip("/") + "/"
             headers.setdefault("Host", sandbox_host(p.route or p.parent, p.namespace))
-        self.feed = ProbeFeed.start(
-            target,
-            rate=p.probe_rate,
-            classifier=p.probe_classifier,
-            headers=headers,
-            recorder=self.recorder,
-        )
         self.recorder.update_metadata(
             probe={"target": target, "rate": p.probe_rate, "headers": headers}
         )
+        try:
+            self.feed = ProbeFeed.start(
+                target,
+                rate=p.probe_rate,
+                classifier=p.probe_classifier,
+                headers=headers,
+                recorder=self.recorder,
+            )
+        except ProbeError as err:
+            stopped = self._unreachable(target, err)
+            self.finish(stopped.outcome, stopped.reason)
+            raise stopped from None
         return self.feed
+
+    def _unreachable(self, target: str, err: ProbeError) -> RolloutStopped:
+        rolled_back = True
+        if self.rollout.status().exists:  # an earlier run's canary: take its traffic away
+            try:
+                self.rollout.abort()
+            except Exception:
+                rolled_back = False
+        return RolloutStopped(
+            Reason.PROBE_UNREACHABLE,
+            f"the probe's target {target} does not serve ({err}); check probe_target and "
+            "probe_headers (the Host the gateway routes on)",
+            rolled_back=rolled_back,
+        )
 
     def run(self) -> PlanOutcome:
         """Run the plan; always finish the record, then re-raise any failure."""
-        outcome = "failed"
+        outcome: Outcome = Outcome.FAILED
+        reason: Reason | None = Reason.ROLLOUT_ERROR
         try:
-            self.outcome = run_plan(
-                self.rollout,
-                self.plan,
-                self.params.canary(),
-                self.feed,
-                on_step=lambda r: self.rows.append(dict(r.summary)),
-            )
-            outcome = "succeeded"
+            with self._lease(), _sigterm_interrupts():
+                self.outcome = run_plan(
+                    self.rollout,
+                    self.plan,
+                    self.params.canary(),
+                    self.feed,
+                    on_step=lambda r: self.rows.append(dict(r.summary)),
+                )
+            outcome, reason = Outcome.SUCCEEDED, None
             return self.outcome
-        except GateFailed as err:
-            outcome = "rolled-back" if err.rolled_back else "failed"
+        except RolloutStopped as err:
+            outcome, reason = err.outcome, err.reason
             if err.summary:
                 self.rows.append(err.summary)
             raise
         finally:
-            self.finish(outcome)
+            self.finish(outcome, reason)
 
-    def finish(self, outcome: str) -> None:
-        if self.feed is not None:
-            self.feed.stop()
-        totals = self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
-        self.recorder.update_metadata(outcome=outcome, finished_at=now(), totals=totals)
+    def _lease(self) -> contextlib.AbstractContextManager[Any]:
+        if self.params.lease is None:
+            return contextlib.nullcontext()
+        return self.rollout.lease(duration_s=float(self.params.lease))
+
+    def finish(self, outcome: Outcome | str, reason: Reason | None = None) -> None:
+        health = self.feed.stop() if self.feed is not None else None
+        totals = self.totals()
+        self.recorder.update_metadata(
+            outcome=str(outcome),
+            reason=None if reason is None else str(reason),
+            exit_code=int(ExitCode.for_outcome(str(outcome))),
+            probe_error=None if health is None else health.error,
+            finished_at=now(),
+            totals=totals,
+        )
         self.summary().to_csv(self.out / "summary.csv", index=False)
         (self.out / "totals.json").write_text(json.dumps(totals) + "\n")
         self.recorder.close()
@@ -180,6 +235,23 @@ class RolloutSession:
 
     def totals(self) -> dict[str, int]:
         return self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the block runs, SIGTERM raises KeyboardInterrupt (so the run rolls back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _sandbox_gateway(target: Any) -> str:
