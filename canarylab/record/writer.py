@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from canarylab.record.events import Kind
+
 SCHEMA_VERSION = 1
 _PART = re.compile(r"part-(\d+)\.parquet$")
 
@@ -108,7 +110,7 @@ class Recorder:
     def action(self, what: str, result: str, who: str | None = None, **details: Any) -> None:
         """An operator action: who did what, and what came of it."""
         details.setdefault("message", f"{what}: {result}")
-        self.event("action", who=who or self.actor, what=what, result=result, **details)
+        self.event(Kind.ACTION, who=who or self.actor, what=what, result=result, **details)
 
     # -- samples ------------------------------------------------------------------
 

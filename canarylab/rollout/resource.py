@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from canarylab.model.lease import FIELD as LEASE_FIELD
 from canarylab.model.lease import MIN_DURATION_S, RENEWALS_PER_DURATION, LeaseSpec
+from canarylab.record.events import Kind
 from canarylab.rollout import manifest
 from canarylab.rollout import status as st
 from canarylab.rollout.manifest import RolloutError
@@ -53,7 +54,7 @@ class _NoRecorder:
         return None
 
 
-LEASE_EVENT = "lease"
+LEASE_EVENT = Kind.LEASE
 """Record event kind of lease changes (acquired, renewal failed/recovered, released)."""
 
 
@@ -584,7 +585,7 @@ class Rollout:
             return
         self._last_seen = key
         self.recorder.event(
-            "status",
+            Kind.STATUS,
             message=snap.brief(),
             phase=snap.phase if snap.exists else "Absent",
             desired_weight=snap.desired_weight,
@@ -615,7 +616,7 @@ class Rollout:
             self._seen_events[uid] = count
             when = ev.last_timestamp or ev.event_time or ev.first_timestamp
             self.recorder.event(
-                "event",
+                Kind.EVENT,
                 message=ev.message or "",
                 reason=ev.reason or "",
                 type=ev.type or "",
