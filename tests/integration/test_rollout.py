@@ -95,6 +95,9 @@ def test_dry_run_describes_the_plan_and_changes_nothing(
     )
     text = RolloutSession(params).describe()
     assert "now: hello: absent" in text
-    assert "step 1: weight 10%, hold 5s, gates: max-error-rate" in text
+    assert (
+        "step 1: weight 10%, hold 5s (up to 65s while gates collect, then fail), "
+        "gates: traffic-share, max-error-rate"
+    ) in text
     assert "then: replace the parent" in text
     assert canary_objects(api_client, namespace) == []
