@@ -1,16 +1,25 @@
 """``canarylab replay RECORD_DIR``: a recorded rollout as a postmortem report.
 
-Prints the per-step table (replayed from the recorded samples, as the runbook
-printed it live) and the gate verdicts, and with ``--html`` writes the same
-figures and tables as the replay notebook into one self-contained HTML file.
+Prints the outcome and why first (which gate decided, on which numbers, at which
+step), then the one per-step table (replayed from the recorded samples, with a note
+where that differs from what the runbook judged), the gate verdicts and the hold
+extensions, probe and lease problems; with ``--html`` writes the same, with the
+timeline and the figures of the replay notebook, into one self-contained HTML file.
 Reads the record only; never touches a cluster.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+STEP_COLUMNS = ("step", "weight", "result", "held_s", "verdict", "canary_share", "judged", "note")
+VERDICT_COLUMNS = ("step", "look", "gate", "state", "evidence", "statistic")
 
 
 @click.command()
@@ -19,11 +28,12 @@ import click
     "--html",
     "html_out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a self-contained HTML report (timeline, time slider, step table, verdicts).",
+    help="Write a self-contained HTML report (outcome, timeline, steps, verdicts, probe, lease).",
 )
 def replay(record_dir: Path, html_out: Path | None) -> None:
     """Replay the rollout recorded in RECORD_DIR (a record, or a run's output holding record/)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from canarylab.plots import replay as replays
     from canarylab.plots import report
@@ -38,19 +48,30 @@ def replay(record_dir: Path, html_out: Path | None) -> None:
     r = replays.load(record_dir)
     totals = r.samples[["requests", "http_errors", "timeouts", "conn_errors"]].sum()
     failed = int(totals["http_errors"] + totals["timeouts"] + totals["conn_errors"])
-    console.print(f"[bold]{r.title}[/] — record {r.path}")
-    steps = r.replayed_steps()
+    console.print(f"[bold]{escape(r.title)}[/] — record {escape(str(r.path))}")
+    decision = r.decision()
+    console.print(f"[bold]{escape(decision.headline)}[/]", soft_wrap=True)
+    for line in decision.why:
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+    def show(frame: pd.DataFrame) -> None:
+        text = frame.to_string(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}")
+        console.print(escape(text), soft_wrap=True)
+
+    steps = r.step_table()
     if steps.empty:
         console.print("no plan steps recorded (a notebook session?); steps by weight change:")
         from canarylab.plots import step_table
 
-        steps = step_table(r.samples, r.events)
-    console.print(steps.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        show(step_table(r.samples, r.events))
+    else:
+        show(steps[[c for c in steps.columns if c in STEP_COLUMNS or c.startswith("requests ")]])
     verdicts = r.verdicts()
     if not verdicts.empty:
-        console.print(
-            verdicts[["step", "gate", "outcome", "p_value", "reason"]].to_string(index=False)
-        )
+        show(verdicts[list(VERDICT_COLUMNS)])
+    incidents = r.incidents()
+    if not incidents.empty:
+        show(report.display_table(incidents[["time", "kind", "state", "step", "message"]]))
     if html_out is not None:
         out = report.write_html(r, html_out)
         console.print(f"report: {out}")

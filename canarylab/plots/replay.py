@@ -1,17 +1,20 @@
-"""A recorded rollout, ready to replay: normalised events, the step table, verdicts.
+"""A recorded rollout, ready to replay: the outcome and why, one step table, verdicts.
 
 Reads a record with ``canarylab.record.load`` (layout in docs/record.md) and turns
-its event stream into the event frame :mod:`canarylab.plots.frames` draws. The
-per-step table is recomputed from the recorded samples with the very function the
-runbook printed its summary with (``canarylab.rollout.step_summary``), so a
-postmortem shows the numbers the operator saw; the recorded summaries are kept
-alongside to compare. This module reads files only; it never writes and never
-reaches a cluster.
+its event stream into what a postmortem reads first: :meth:`Replay.decision` (how the
+run ended, which gate decided, on which numbers, at which step), then
+:meth:`Replay.step_table` (one row a step, replayed from the recorded samples with the
+function the runbook printed its summary with, ``canarylab.rollout.step_summary``, and a
+note wherever that differs from what the runbook judged), every verdict, and the
+extensions, probe and lease events. Every reader here takes the record's vocabulary
+from :mod:`canarylab.record.events` and copes with records that lack the newer events.
+This module reads files only; it never writes and never reaches a cluster.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,71 @@ import numpy as np
 import pandas as pd
 
 from canarylab.plots.frames import EVENT_COLUMNS, empty_events
+from canarylab.plots.verdicts import fmt, gate_state
+from canarylab.record.events import Kind, Outcome, ProbeState, Reason, RunState, StepState
+from canarylab.record.reader import rows
 
-KIND_MAP = {"action": "action", "status": "status", "event": "event"}
+KIND_MAP: dict[str, str] = {Kind.ACTION: "action", Kind.STATUS: "status", Kind.EVENT: "event"}
+
+INCIDENT_KINDS = (Kind.EXTENSION, Kind.BASELINE, Kind.PROBE, Kind.LEASE, Kind.CHART)
+"""Kinds the report lists beside the steps: what held, measured or went wrong."""
+
+OUTCOME_WORDS: dict[str, str] = {
+    Outcome.SUCCEEDED: "promoted",
+    Outcome.ROLLED_BACK: "rolled back (canary at weight 0)",
+    Outcome.FAILED: "FAILED: rollback failed or state unknown",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a recorded run ended and why: what the report leads with."""
+
+    outcome: str | None
+    """``succeeded``, ``rolled-back``, ``failed``; None while running or when unrecorded."""
+    reason: str | None = None
+    """A :class:`~canarylab.record.events.Reason`, when the run stopped before promotion."""
+    step: int | None = None
+    """1-based step that decided (the failed one), when one did."""
+    weight: int | None = None
+    at: pd.Timestamp | None = None
+    message: str = ""
+    """The runner's own sentence (the failed step's, else the finished run's)."""
+    verdicts: tuple[Mapping[str, Any], ...] = ()
+    """The deciding verdicts: the failing gate, or those still collecting at max_hold, or
+    (promoted) the last step's."""
+    exit_code: int | None = None
+
+    @property
+    def headline(self) -> str:
+        """One line: the outcome, and the reason and step when there is one."""
+        if self.outcome is None:
+            return "no outcome recorded (still running, or the driver died before the end)"
+        text = OUTCOME_WORDS.get(self.outcome, self.outcome)
+        if self.reason:
+            text += f" — {self.reason}"
+        if self.step is not None:
+            text += f" at step {self.step}"
+            if self.weight is not None:
+                text += f" (weight {self.weight}%)"
+        if self.exit_code is not None:
+            text += f" · exit code {self.exit_code}"
+        return text
+
+    @property
+    def why(self) -> list[str]:
+        """Sentences: which gate decided and on which numbers (or the runner's message)."""
+        lines = []
+        for v in self.verdicts:
+            s = gate_state(v)
+            lines.append(
+                f"gate {s.gate} {s.state}: {s.reason} [{s.evidence}; {s.statistic}]"
+                if s.reason
+                else f"gate {s.gate} {s.state} [{s.evidence}; {s.statistic}]"
+            )
+        if self.message and (not lines or self.reason not in (Reason.GATE_FAILED, None)):
+            lines.insert(0, self.message)
+        return lines
 
 
 @dataclass(frozen=True)
@@ -40,98 +106,331 @@ class Replay:
     @property
     def title(self) -> str:
         m = self.metadata
-        what = m.get("name") or m.get("parent") or self.path.name
-        where = m.get("namespace")
-        version = m.get("version")
-        outcome = m.get("outcome")
-        parts = [f"{where}/{what}" if where else str(what)]
+        what = _text(m.get("name")) or _text(m.get("parent")) or self.path.name
+        where = _text(m.get("namespace"))
+        version = _text(m.get("version"))
+        outcome = _text(m.get("outcome"))
+        parts = [f"{where}/{what}" if where else what]
         if version:
             parts.append(f"→ {version}")
         if outcome:
             parts.append(f"({outcome})")
         return " ".join(parts)
 
+    def rows_of(self, kind: Kind) -> list[dict[str, Any]]:
+        """The record's events of ``kind`` as dicts with only the keys each one has."""
+        return rows(self.raw_events, kind)
+
+    # -- the outcome and why --------------------------------------------------------
+
+    def decision(self) -> Decision:
+        """How the run ended, which gate decided, on which numbers, at which step."""
+        runs = [e for e in self.rows_of(Kind.RUN) if e.get("state") == RunState.FINISHED]
+        last_start = max(
+            (
+                e["t"]
+                for e in self.rows_of(Kind.RUN)
+                if e.get("state") in (RunState.STARTED, RunState.RESUMED)
+            ),
+            default=None,
+        )
+        finished = runs[-1] if runs else {}
+        outcome = _text(finished.get("outcome")) or _text(self.metadata.get("outcome")) or None
+        reason = _text(finished.get("reason")) or _text(self.metadata.get("reason")) or None
+        exit_code = _int(finished.get("exit_code", self.metadata.get("exit_code")))
+        failed = [
+            e
+            for e in self.rows_of(Kind.STEP)
+            if e.get("state") == StepState.FAILED and (last_start is None or e["t"] >= last_start)
+        ]
+        verdicts = self.rows_of(Kind.VERDICT)
+        step_index = _int(finished.get("step"))
+        if failed:
+            end = failed[-1]
+            step_index = _int(end.get("step"))
+            reason = reason or _text(end.get("reason")) or None
+            in_step = [v for v in verdicts if _int(v.get("step")) == step_index]
+            deciding: list[dict[str, Any]] = [v for v in in_step if v.get("outcome") == "fail"][:1]
+            if not deciding and reason == Reason.INSUFFICIENT_EVIDENCE:
+                deciding = [v for v in _last_per_gate(in_step) if v.get("outcome") != "pass"]
+            weight = _int(end.get("weight"))
+            return Decision(
+                outcome,
+                reason,
+                None if step_index is None else step_index + 1,
+                weight,
+                end["t"],
+                _text(end.get("message")),
+                tuple(deciding),
+                exit_code,
+            )
+        passed = [e for e in self.rows_of(Kind.STEP) if e.get("state") == StepState.PASSED]
+        last = _int(passed[-1].get("step")) if passed else None
+        deciding = (
+            [v for v in _last_per_gate(verdicts) if _int(v.get("step")) == last]
+            if outcome == Outcome.SUCCEEDED and last is not None
+            else []
+        )
+        if outcome != Outcome.SUCCEEDED:
+            deciding = [v for v in verdicts if v.get("outcome") == "fail"][:1]
+        return Decision(
+            outcome,
+            reason,
+            None if step_index is None else step_index + 1,
+            None,
+            finished.get("t"),
+            _text(finished.get("message")),
+            tuple(deciding),
+            exit_code,
+        )
+
+    # -- verdicts and what else happened --------------------------------------------
+
     def verdicts(self) -> pd.DataFrame:
-        """Gate verdicts: step (1-based), gate, outcome, reason, p-value(s) and the numbers."""
-        raw = self.raw_events
-        if raw.empty or "kind" not in raw:
-            return pd.DataFrame(columns=["t", "step", "gate", "outcome", "p_value", "reason"])
-        v = raw[raw["kind"] == "verdict"].copy()
-        rows = []
-        for _, e in v.iterrows():
+        """Every recorded verdict: time, step (1-based), look, gate, state, evidence, numbers."""
+        columns = ["t", "step", "look", "gate", "outcome", "state", "evidence", "statistic"]
+        columns += ["p_value", "reason"]
+        out = []
+        for e in self.rows_of(Kind.VERDICT):
             numbers = e.get("numbers") if isinstance(e.get("numbers"), dict) else {}
-            p_values = {k: x for k, x in numbers.items() if "p_value" in k or k in ("p", "pvalue")}
-            rows.append(
+            assert isinstance(numbers, dict)
+            s = gate_state(e)
+            p_values = [
+                x for k, x in numbers.items() if "p_value" in k and isinstance(x, int | float)
+            ]
+            step = _int(e.get("step"))
+            out.append(
                 {
                     "t": e["t"],
-                    "step": int(e["step"]) + 1 if _present(e.get("step")) else None,
-                    "gate": e.get("gate"),
-                    "outcome": e.get("outcome"),
-                    "p_value": min(p_values.values(), default=math.nan)
-                    if all(isinstance(x, int | float) for x in p_values.values())
-                    else math.nan,
-                    "reason": e.get("reason"),
+                    "step": None if step is None else step + 1,
+                    "look": _int(e.get("look")),
+                    "gate": s.gate,
+                    "outcome": s.outcome,
+                    "state": s.state,
+                    "evidence": s.evidence,
+                    "statistic": s.statistic,
+                    "p_value": min(p_values, default=math.nan),
+                    "reason": s.reason,
                     **{f"n.{k}": x for k, x in numbers.items()},
                 }
             )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(out, columns=columns if not out else None)
+
+    def incidents(self) -> pd.DataFrame:
+        """Extensions, the baseline, probe and lease events, chart problems, failed rollbacks."""
+        picked = []
+        for e in rows(self.raw_events):
+            kind = e.get("kind")
+            if kind in INCIDENT_KINDS or (
+                kind == Kind.RUN and e.get("state") == RunState.ROLLBACK_FAILED
+            ):
+                step = _int(e.get("step"))
+                picked.append(
+                    {
+                        "time": e["t"],
+                        "kind": kind,
+                        "state": _text(e.get("state")),
+                        "step": None if step is None else step + 1,
+                        "problem": _is_problem(e),
+                        "message": _text(e.get("message")) or _text(e.get("error")),
+                    }
+                )
+        return pd.DataFrame(picked, columns=["time", "kind", "state", "step", "problem", "message"])
+
+    # -- steps ----------------------------------------------------------------------
 
     def recorded_steps(self) -> pd.DataFrame:
         """The summary table as the runbook printed it live (from ``step`` events)."""
         from canarylab.rollout import summary_table
 
-        return summary_table([s["summary"] for s in self._step_ends()])
+        return summary_table([s["summary"] for s in self._step_ends() if s["summary"]])
 
     def replayed_steps(self) -> pd.DataFrame:
         """The summary table recomputed from the recorded samples and verdicts."""
+        from canarylab.rollout import summary_table
+
+        pairs = zip(self._replayed_rows(), self._step_ends(), strict=True)
+        return summary_table([row for row, end in pairs if end["summary"]])
+
+    def step_table(self) -> pd.DataFrame:
+        """The report's one per-step table: replayed counts, how each step ended, and why
+        they differ from what the runbook judged (``note``) when they do."""
+        from canarylab.rollout import summary_table
+
+        ends = self._step_ends()
+        if not ends:
+            return pd.DataFrame(columns=["step", "weight", "result", "note"])
+        extensions = self._extensions()
+        replayed = self._replayed_rows()
+        table = summary_table(replayed)
+        results, held, extended, judged, notes = [], [], [], [], []
+        for end, row in zip(ends, replayed, strict=True):
+            state = str(end["state"])
+            reason = end.get("reason")
+            results.append(f"{state} ({reason})" if reason else state)
+            summary = end["summary"] or {}
+            held.append(number_or_nan(summary.get("held_s", end["held_s"])))
+            extended.append(extensions.get(int(end["step"]), ""))
+            judged.append(_judged(summary))
+            notes.append(_difference(row, summary, end))
+        table.insert(2, "result", results)
+        table.insert(3, "held_s", held)
+        table.insert(4, "extended", extended)
+        table["judged"] = judged
+        table["note"] = notes
+        return table
+
+    def _replayed_rows(self) -> list[dict[str, Any]]:
         from canarylab import gates as g
-        from canarylab.rollout import step_summary, summary_table
+        from canarylab.rollout import step_summary
 
         traffic = g.Traffic(self.samples, self.requests if len(self.requests) else None)
-        verdicts = self.verdicts()
-        canary = str(self.metadata.get("version") or "")
-        original = self.metadata.get("original_version")
-        rows = []
+        verdicts = self.rows_of(Kind.VERDICT)
+        canary = _text(self.metadata.get("version"))
+        original = _text(self.metadata.get("original_version")) or None
+        out = []
         for end in self._step_ends():
             index = int(end["step"])
-            window = g.Window(
-                canary=canary,
-                original=str(original) if original else None,
-                since=end["started"],
+            window = g.Window(canary=canary, original=original, since=end["started"])
+            last = _last_per_gate(
+                [v for v in verdicts if _int(v.get("step")) == index and v["t"] <= end["t"]]
             )
             judged = [
-                g.Verdict(str(r["gate"]), r["outcome"], str(r["reason"] or ""))
-                for _, r in verdicts[verdicts["step"] == index + 1].iterrows()
-                if r["t"] <= end["t"]
+                g.Verdict(str(v.get("gate")), v.get("outcome", "insufficient"), "") for v in last
             ]
-            rows.append(
-                step_summary(index, int(end["weight"]), traffic, window, judged, until=end["ended"])
+            row = step_summary(index, end["weight"], traffic, window, judged, until=end["ended"])
+            if end["summary"] and "verdict" in end["summary"]:
+                row["verdict"] = end["summary"]["verdict"]  # what the runbook decided on
+            out.append(row)
+        return out
+
+    def _extensions(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for e in self.rows_of(Kind.EXTENSION):
+            step = _int(e.get("step"))
+            if step is None:
+                continue
+            collecting = e.get("collecting") or ()
+            names = ", ".join(str(c) for c in collecting) if isinstance(collecting, list) else ""
+            out[step] = f"after {fmt(e.get('held_s'))}s, up to {fmt(e.get('max_hold_s'))}s" + (
+                f" ({names} collecting)" if names else ""
             )
-        return summary_table(rows)
+        return out
 
     def _step_ends(self) -> list[dict[str, Any]]:
-        raw = self.raw_events
-        if raw.empty or "state" not in raw:
-            return []
-        steps = raw[raw["kind"] == "step"]
         out: list[dict[str, Any]] = []
         started: dict[int, pd.Timestamp] = {}
-        for _, e in steps.iterrows():
-            index = int(e["step"])
-            if e["state"] in ("started", "resumed"):
+        for e in self.rows_of(Kind.STEP):
+            index = _int(e.get("step"))
+            if index is None:
+                continue
+            state = e.get("state")
+            if state in (StepState.STARTED, "resumed"):
                 started[index] = _ts(e.get("since")) or e["t"]
-            elif e["state"] in ("passed", "failed") and isinstance(e.get("summary"), dict):
+            elif state in (StepState.PASSED, StepState.FAILED):
+                summary = e.get("summary") if isinstance(e.get("summary"), dict) else None
+                begin = started.get(index) or _ts(e.get("since"))
+                ended = _ts(e.get("until")) or e["t"]
                 out.append(
                     {
                         "step": index,
-                        "weight": e.get("weight", e["summary"].get("weight")),
+                        "weight": _int(e.get("weight")) or _int((summary or {}).get("weight")) or 0,
+                        "state": state,
+                        "reason": _text(e.get("reason")) or None,
                         "t": e["t"],
-                        "started": started.get(index),
-                        "ended": _ts(e.get("until")) or e["t"],
-                        "summary": e["summary"],
+                        "started": begin,
+                        "ended": ended,
+                        "held_s": (ended - begin).total_seconds() if begin is not None else None,
+                        "summary": summary,
                     }
                 )
         return out
+
+
+def number_or_nan(value: Any) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    )
+
+
+def _judged(summary: Mapping[str, Any]) -> str:
+    """The requests the runbook judged, by version (from the recorded summary row)."""
+    requests = summary.get("requests") if isinstance(summary, Mapping) else None
+    if not isinstance(requests, Mapping) or not requests:
+        return "–"
+    return ", ".join(f"{v} {fmt(n, 'int')}" for v, n in sorted(requests.items()))
+
+
+def _difference(
+    replayed: Mapping[str, Any], summary: Mapping[str, Any] | None, end: Mapping[str, Any]
+) -> str:
+    """Why the replayed counts differ from the judged ones ("" when they do not)."""
+    if not summary:
+        return (
+            "the runbook recorded no counts for this step (it stopped before judging); "
+            "the counts are the record's samples of the step"
+        )
+    seen = replayed.get("requests") or {}
+    judged = summary.get("requests") or {}
+    more = {v: int(seen.get(v, 0)) - int(judged.get(v, 0)) for v in set(seen) | set(judged)}
+    total = sum(judged.values()) if judged else 0
+    if total == 0 and sum(seen.values()):
+        reason = _text(end.get("reason"))
+        why = f" ({reason})" if reason else ""
+        return (
+            f"the runbook judged no traffic{why}: the step stopped before the probe delivered "
+            "any; the counts are the record's samples of the step"
+        )
+    if all(d == 0 for d in more.values()):
+        return ""
+    extra = {v: d for v, d in more.items() if d > 0}
+    fewer = {v: -d for v, d in more.items() if d < 0}
+    parts = []
+    if extra:
+        parts.append(
+            "+"
+            + ", ".join(f"{n:,} {v}" for v, n in sorted(extra.items()))
+            + " requests the gates never saw: seconds that closed after the last look"
+        )
+    if fewer:
+        parts.append(
+            "−"
+            + ", ".join(f"{n:,} {v}" for v, n in sorted(fewer.items()))
+            + " requests missing from the record's samples (a crash loses the last part)"
+        )
+    return "; ".join(parts)
+
+
+def _last_per_gate(verdicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last verdict of each gate, in the order the gates first appear."""
+    last: dict[str, dict[str, Any]] = {}
+    for v in verdicts:
+        last[str(v.get("gate"))] = v
+    return list(last.values())
+
+
+def _is_problem(e: Mapping[str, Any]) -> bool:
+    kind, state = e.get("kind"), e.get("state")
+    if kind == Kind.PROBE:
+        return state not in (ProbeState.STARTED, ProbeState.STOPPED) or bool(e.get("error"))
+    if kind == Kind.LEASE:
+        return state in ("lost", "lapsed", "expired", "error") or bool(e.get("error"))
+    return kind in (Kind.RUN, Kind.CHART)
+
+
+def _text(value: Any) -> str:
+    """A metadata or event value as text; "" for missing, null and NaN (never ``nan``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return None
+    return int(value)
 
 
 def _present(value: Any) -> bool:
@@ -141,11 +440,8 @@ def _present(value: Any) -> bool:
 def _ts(value: Any) -> pd.Timestamp | None:
     if not _present(value) or value == "":
         return None
-    return (
-        pd.Timestamp(value).tz_convert("UTC")
-        if pd.Timestamp(value).tzinfo
-        else pd.Timestamp(value, tz="UTC")
-    )
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
 
 
 def normalise_events(raw: pd.DataFrame) -> pd.DataFrame:
@@ -174,7 +470,7 @@ def normalise_events(raw: pd.DataFrame) -> pd.DataFrame:
         f"{w}{'' if not _present(x) else f' {int(x)}'}{'' if not _present(r) else f' ({r})'}"
         for w, x, r in zip(what, weight, result, strict=True)
     ]
-    is_action = kind == "action"
+    is_action = kind == Kind.ACTION
     message = message.where(~(is_action & what.notna()), pd.Series(built, index=raw.index))
     desired = pd.to_numeric(col("desired_weight"), errors="coerce")
     weight_request = (
@@ -190,7 +486,7 @@ def normalise_events(raw: pd.DataFrame) -> pd.DataFrame:
             "message": message.fillna("").astype(str),
             "desired_weight": desired.astype(float),
             "applied_weight": pd.to_numeric(col("applied_weight"), errors="coerce").astype(float),
-            "phase": col("phase").where(kind == "status", None),
+            "phase": col("phase").where(kind == Kind.STATUS, None),
             "source_kind": kind,
         }
     )

@@ -1,10 +1,13 @@
 """The postmortem report: one self-contained HTML file from a record.
 
-The same figures and tables the replay notebook shows: the timeline with operator
-actions, a time slider that scrubs through the rollout (a plotly slider, so it
-works without a kernel), the per-step table (replayed and as recorded), the gate
-verdicts, the per-step bars and latency distributions. plotly.js is inlined
-once, so the file opens offline. This module writes only the file it is asked to.
+It leads with the outcome and why (which gate decided, on which numbers, at which
+step), then the timeline with operator actions and a time slider that scrubs through
+the rollout (a plotly slider, so it works without a kernel), then one per-step table
+(counts replayed from the samples, with a note where they differ from what the runbook
+judged), every gate verdict, the hold extensions, baseline, probe and lease events, the
+per-step bars and latency distributions, and last the run's metadata with its
+parameters as YAML. plotly.js is inlined once, so the file opens offline. This module
+writes only the file it is asked to.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+import yaml
 
 from canarylab.plots import figures, frames
-from canarylab.plots.replay import Replay
+from canarylab.plots.replay import Decision, Replay
+from canarylab.record.events import Outcome
 
 SCRUB_STEPS = 120
 """Positions of the report's time slider; each carries its state, so keep it modest."""
@@ -122,31 +127,131 @@ def add_scrubber(
     layout["margin"] = {**layout.get("margin", {}), "t": 110, "b": 120}
 
 
+OUTCOME_COLORS: dict[str, str] = {
+    Outcome.SUCCEEDED: "#2ca02c",
+    Outcome.ROLLED_BACK: "#d62728",
+    Outcome.FAILED: "#7b0000",
+}
+VERDICT_COLUMNS = ["t", "step", "look", "gate", "state", "evidence", "statistic", "reason"]
+"""The verdict table's columns in the report (the raw numbers stay in the notebook)."""
+
+
+def _clock(value: object) -> object:
+    if isinstance(value, pd.Timestamp) and not pd.isna(value):
+        return value.tz_convert("UTC").strftime("%H:%M:%S.%f")[:-3]
+    return value
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Times as ``HH:MM:SS.mmm`` UTC, for a table people read."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]) or (
+            out[column].dtype == object and any(isinstance(v, pd.Timestamp) for v in out[column])
+        ):
+            out[column] = out[column].map(_clock)
+    return out
+
+
 def _table(frame: pd.DataFrame, caption: str) -> str:
     if frame.empty:
         return f"<h3>{html.escape(caption)}</h3><p>none recorded</p>"
-    return f"<h3>{html.escape(caption)}</h3>" + frame.to_html(
+    return f"<h3>{html.escape(caption)}</h3>" + display_table(frame).to_html(
         index=False, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0
     )
 
 
+def plain(value: Any) -> Any:
+    """Metadata as plain data for YAML: NaN and infinities become null, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def as_yaml(value: Any) -> str:
+    """A mapping or list as block YAML, keys in the order they were written."""
+    text: str = yaml.safe_dump(
+        plain(value), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+    return text.strip()
+
+
+def outcome_html(decision: Decision) -> str:
+    """The report's lead: the outcome, the deciding step and gate, and their numbers."""
+    color = OUTCOME_COLORS.get(str(decision.outcome), "#444")
+    when = _clock(decision.at) if decision.at is not None else None
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in decision.why)
+    return (
+        f'<div style="border-left:6px solid {color};padding:4px 12px;margin:1em 0">'
+        f'<p style="font-size:1.3em;color:{color};margin:0"><b>'
+        f"{html.escape(decision.headline)}</b></p>"
+        + (f"<p style='margin:2px 0'>decided at {html.escape(str(when))} UTC</p>" if when else "")
+        + (f"<ul style='margin:4px 0'>{lines}</ul>" if lines else "")
+        + "</div>"
+    )
+
+
+def header_html(replay: Replay) -> str:
+    """What, where, when (no empty or NaN values) and the parameters as YAML."""
+    rows = []
+    params = None
+    for key, value in replay.metadata.items():
+        if key == "runs":
+            continue
+        if key == "parameters":
+            params = value
+            continue
+        value = plain(value)
+        if value is None or value == "" or value == {}:
+            continue
+        shown = (
+            f"<pre style='margin:0;text-align:left'>{html.escape(as_yaml(value))}</pre>"
+            if isinstance(value, dict | list)
+            else html.escape(str(value))
+        )
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{shown}</td></tr>")
+    out = f"<table class='meta'>{''.join(rows)}</table>"
+    if params:
+        out += (
+            "<details open><summary><b>parameters</b></summary>"
+            f"<pre>{html.escape(as_yaml(params))}</pre></details>"
+        )
+    return out
+
+
+def _flag_problems(incidents: pd.DataFrame) -> pd.DataFrame:
+    out = incidents.copy()
+    out["problem"] = ["⚠ yes" if bool(p) else "" for p in out["problem"]]
+    return out
+
+
 def sections(replay: Replay) -> list[tuple[str, go.Figure | dict[str, Any] | pd.DataFrame]]:
-    """The report's parts in order: (caption, figure, figure dict or table).
+    """The report's parts after its lead, in order: (caption, figure, figure dict or table).
 
     The timeline stays a dict: it is written without a second validation pass.
     """
     spec = figures.timeline_spec(replay.samples, replay.events, title=replay.title)
     add_scrubber(spec, replay.samples, replay.events)
-    steps = replay.replayed_steps()
+    steps = replay.step_table()
+    caption = "per step (counts replayed from the samples; note: where they differ from the judged)"
     if steps.empty:  # a record without plan steps (a notebook session): steps by weight
         steps = frames.step_table(replay.samples, replay.events)
+        caption = "per step (no plan steps recorded: steps by weight change)"
     bars = figures.step_bars(frames.step_table(replay.samples, replay.events))
     acted = frames.actions(replay.events)[["time", "message"]]
+    verdicts = replay.verdicts()
     return [
         ("timeline", spec),
-        ("per-step table (replayed from the samples)", steps),
-        ("per-step table (as the runbook printed it)", replay.recorded_steps()),
-        ("gate verdicts", replay.verdicts()),
+        (caption, steps),
+        (
+            "every gate verdict (each change of a gate's state, and each step's last look)",
+            verdicts[[c for c in VERDICT_COLUMNS if c in verdicts]],
+        ),
+        ("hold extensions, baseline, probe and lease", _flag_problems(replay.incidents())),
         ("per-step traffic", bars),
         (
             "latency by version",
@@ -176,19 +281,17 @@ def write_html(
             body.append(_table(part, caption))
     totals = replay.samples[["requests", *frames.FAILURE_COLUMNS]].sum()
     failed = int(sum(totals[c] for c in frames.FAILURE_COLUMNS))
-    meta = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in replay.metadata.items()
-        if k != "runs"
-    )
     doc = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(replay.title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;}} table{{border-collapse:collapse;font-size:12px}}
-td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head>
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
+table.meta th,table.meta td{{text-align:left}}</style></head>
 <body><h1>Rollout replay: {html.escape(replay.title)}</h1>
+{outcome_html(replay.decision())}
 <p>record {html.escape(str(replay.path))} · requests: {int(totals["requests"])}, failed: {failed}</p>
-<table>{meta}</table>
 {"".join(body)}
+<h2>run</h2>
+{header_html(replay)}
 </body></html>
 """
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ and ``*.tmp`` parts are skipped, never an error. Never writes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pandas as pd
 
 from canarylab.errors import CanarylabError
 from canarylab.model.samples import REQUEST_COLUMNS, SAMPLE_COLUMNS
+from canarylab.record.events import Kind
 
 
 class RecordError(CanarylabError):
@@ -31,9 +33,13 @@ class Record:
     samples: pd.DataFrame
     requests: pd.DataFrame = field(repr=False)
 
-    def events_of(self, kind: str) -> pd.DataFrame:
-        """The events of one kind (``action``, ``phase``, ``weight``, ``k8s-event``, ...)."""
-        return self.events[self.events["kind"] == kind].reset_index(drop=True)
+    def events_of(self, kind: Kind | str) -> pd.DataFrame:
+        """The events of one kind (``Kind.VERDICT``, ``Kind.ACTION``, ...), as a frame."""
+        return self.events[self.events["kind"] == str(kind)].reset_index(drop=True)
+
+    def rows_of(self, kind: Kind | str) -> list[dict[str, Any]]:
+        """The events of one kind as dicts holding only the keys each event has."""
+        return rows(self.events, kind)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -60,6 +66,30 @@ def load(path: str | Path) -> Record:
         samples=_parts(root / "samples", SAMPLE_COLUMNS, "second"),
         requests=_parts(root / "requests", REQUEST_COLUMNS, "t"),
     )
+
+
+def rows(events: pd.DataFrame, kind: Kind | str | None = None) -> list[dict[str, Any]]:
+    """Events (of ``kind``, or all) as dicts, in time order, without the gaps of the frame.
+
+    An event frame has a column for every key any event has, so an event lacks a key as
+    NaN; here it simply lacks the key. Readers then ask ``e.get("step")`` of old and new
+    records alike.
+    """
+    if events.empty or "kind" not in events:
+        return []
+    picked = events if kind is None else events[events["kind"] == str(kind)]
+    return [
+        {k: v for k, v in row.items() if not _missing(v)}
+        for row in picked.to_dict(orient="records")
+    ]
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return value is pd.NaT
 
 
 def _events(file: Path) -> pd.DataFrame:
