@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import random
 from collections.abc import Mapping
@@ -218,10 +219,20 @@ async def _run(**kwargs: Any) -> None:
     event = _pokes.setdefault(key, asyncio.Event())
     lock = _locks.setdefault(key, asyncio.Lock())
     failures = 0
+    # The status this daemon last wrote and the one it replaced: a pass can start before
+    # the watch delivers our own write, and judging that stale body again would write
+    # the same status and post its Events (DriverLost, phase changes) twice.
+    written: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
     try:
         while not stopped:
             event.clear()
             snap = _snapshot(body, kwargs)
+            if written is not None:
+                if (snap.cd.get("status") or {}) == written[0]:
+                    fresh = {**snap.cd, "status": copy.deepcopy(dict(written[1]))}
+                    snap = dataclasses.replace(snap, cd=fresh)
+                else:
+                    written = None
             try:
                 # set before the pass: events for this generation arriving meanwhile
                 # (status, kopf's own annotations) need no second pass
@@ -229,6 +240,8 @@ async def _run(**kwargs: Any) -> None:
                 async with lock:
                     outcome = await asyncio.to_thread(reconcile, _cluster(), snap)
                 failures = 0
+                if outcome.written is not None:
+                    written = outcome.written
             except Exception as err:
                 _handled.pop(key, None)
                 failures += 1

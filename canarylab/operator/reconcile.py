@@ -57,6 +57,9 @@ class Outcome:
     generation: int = 0
     recheck_in: float | None = None
     """Seconds until the decision may change by the clock alone (a lease runs out)."""
+    written: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+    """``(replaced, new)`` when this pass wrote the status: until the watch delivers
+    ``new``, a body still showing ``replaced`` is stale (see ``handlers._run``)."""
 
 
 def _router(
@@ -122,8 +125,8 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         spec = parse_spec(cd.get("spec") or {})
     except SpecError as err:
         status = Status("Failed", ())
-        _report(cluster, cd, failed(status, "InvalidSpec", str(err)), previous, moment)
-        return Outcome(phase="Failed")
+        wrote = _report(cluster, cd, failed(status, "InvalidSpec", str(err)), previous, moment)
+        return Outcome(phase="Failed", written=wrote)
     owner = Owner(name, meta["uid"], namespace)
 
     parent_obj = snap.parent
@@ -145,8 +148,8 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         router = _router(cluster, spec, owner, _parent_services(services, parent))
     except UnknownRouter as err:
         failure = failed(Status("Failed", ()), "UnknownRouter", str(err))
-        _report(cluster, cd, failure, previous, moment)
-        return Outcome(phase="Failed")
+        wrote = _report(cluster, cd, failure, previous, moment)
+        return Outcome(phase="Failed", written=wrote)
     view = router.observe() if parent and not conflict else None
     observed = Observed(
         parent=parent,
@@ -177,7 +180,7 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
     except RouteProblem as err:
         status = failed(status, err.reason, str(err))
     since = (moment - spec.lease.renew_time).total_seconds() if spec.lease else None
-    _report(cluster, cd, status, previous, moment, since)
+    wrote = _report(cluster, cd, status, previous, moment, since)
     metrics.observe_canary(
         namespace,
         name,
@@ -192,6 +195,7 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         phase=status.phase,
         generation=int(meta.get("generation") or 0),
         recheck_in=None if recheck is None else (recheck - moment).total_seconds(),
+        written=wrote,
     )
 
 
@@ -238,7 +242,8 @@ def _report(
     previous: Mapping[str, Any],
     moment: dt.datetime,
     since_renewal_s: float | None = None,
-) -> None:
+) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """Write the status and post its transitions as Events; ``(previous, new)`` if written."""
     meta = cd["metadata"]
     body = status_body(
         status,
@@ -248,10 +253,11 @@ def _report(
         spec_digest(cd.get("spec") or {}),
     )
     if same_status(previous, body):
-        return
+        return None
     cluster.write_status(meta["namespace"], meta["name"], body)
     for t in transitions(previous, body, since_renewal_s):
         cluster.event(cd, t.type, t.reason, t.message)
+    return previous, body
 
 
 def finalize(cluster: Cluster, namespace: str, name: str, body: Mapping[str, Any]) -> None:
