@@ -2,10 +2,12 @@
 
 A :class:`LiveChart` owns a :class:`~canarylab.widgets.window.LiveWindow` and a
 FigureWidget laid out like the static timeline (share, failures, p99 by version,
-desired/applied weight). :meth:`LiveChart.start` runs a feeder on a daemon
-thread with its own asyncio loop: it drains the probe's async iterator into the
-window, reads the resource's weights, and redraws once per ``interval`` inside
-``batch_update``. The kernel's own loop is never used, so a cell can run while
+desired/applied weight), with each gate's running state in its title and, in
+:attr:`LiveChart.gates_html`, its evidence so far and its bound or e-value.
+:meth:`LiveChart.start` runs a feeder on a daemon thread with its own asyncio loop: it
+drains the probe's async iterator into the window, reads the resource's weights, asks
+the ``judge`` it was given for the gates' verdicts, and redraws once per ``interval``
+inside ``batch_update``. The kernel's own loop is never used, so a cell can run while
 the chart updates (ipykernel 7 has had reports of stalled background tasks).
 
 This module must never change a cluster; it only reads through the callables it
@@ -20,9 +22,9 @@ import json
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ipywidgets as w
 import pandas as pd
@@ -30,7 +32,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from canarylab.plots import figures, frames
+from canarylab.plots.verdicts import COLORS, gate_states, gates_html
 from canarylab.widgets.window import LiveWindow
+
+if TYPE_CHECKING:
+    from canarylab.gates import Verdict
 
 SampleBatch: TypeAlias = pd.DataFrame | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 SampleSource: TypeAlias = Callable[[], AsyncIterator[SampleBatch]]
@@ -38,6 +44,8 @@ SampleSource: TypeAlias = Callable[[], AsyncIterator[SampleBatch]]
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WeightReader: TypeAlias = Callable[[], tuple[float | None, float | None]]
 """Returns (desired, applied) weight of the resource right now."""
+GateJudge: TypeAlias = Callable[[], "Sequence[Verdict]"]
+"""Returns the gates' verdicts on the traffic so far (called once per tick, off the loop)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class LiveChart:
     ) -> None:
         self.window = LiveWindow(window_s)
         self.interval = interval
+        self.title = title
         self.figure = go.FigureWidget(figures.timeline_layout(title))
         """The chart's state (traces by version, weights), as a plotly FigureWidget."""
         self.view = w.Output()
@@ -77,6 +86,10 @@ class LiveChart:
         self._weight_traces = self._add_weight_traces()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.gates_html = w.HTML()
+        """Each gate's running state: state, evidence so far, bound or e-value."""
+        self.verdicts: tuple[Verdict, ...] = ()
+        """The gates' latest verdicts (:meth:`show_gates`)."""
         self.errors: list[str] = []
         """Feeder errors (probe or weight reads), newest last, shown under the chart."""
         self.ticks = 0
@@ -161,6 +174,16 @@ class LiveChart:
         self.last_tick = TickCost(len(samples), time.perf_counter() - started)
         return self.last_tick
 
+    def show_gates(self, verdicts: Sequence[Verdict], heading: str = "gates") -> None:
+        """Show the gates' running state: in the chart's title and in :attr:`gates_html`."""
+        self.verdicts = tuple(verdicts)
+        self.gates_html.value = gates_html(verdicts, heading)
+        states = " · ".join(
+            f'<span style="color:{COLORS.get(s.outcome, "#444")}">{s.gate} {s.state}</span>'
+            for s in gate_states(verdicts)
+        )
+        self.figure.layout.title.text = f"{self.title} — {states}" if states else self.title
+
     def points(self, version: str) -> int:
         """How many points the share trace of ``version`` shows now (0 if none)."""
         if version not in self._versions:
@@ -168,10 +191,15 @@ class LiveChart:
         x = self.figure.data[self._traces_for(version)[0]].x
         return 0 if x is None else len(x)
 
+    @property
+    def widget(self) -> w.Widget:
+        """The chart and the gates' table under it: what a notebook shows."""
+        return w.VBox([self.view, self.gates_html])
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.view)
+        display(self.widget)
 
     @property
     def versions(self) -> list[str]:
@@ -180,14 +208,18 @@ class LiveChart:
     # -- feeding ---------------------------------------------------------------------
 
     def start(
-        self, source: SampleSource | None = None, weights: WeightReader | None = None
+        self,
+        source: SampleSource | None = None,
+        weights: WeightReader | None = None,
+        judge: GateJudge | None = None,
     ) -> None:
-        """Feed from ``source`` and ``weights`` on a background thread until :meth:`stop`."""
+        """Feed from ``source``, ``weights`` and ``judge`` on a background thread until
+        :meth:`stop`."""
         if self.running:
             raise RuntimeError("the live chart is already running; call stop() first")
         self._stop.clear()
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._feed(source, weights)),
+            target=lambda: asyncio.run(self._feed(source, weights, judge)),
             name="canarylab-live-chart",
             daemon=True,
         )
@@ -208,7 +240,12 @@ class LiveChart:
         self.errors.append(f"{what}: {type(err).__name__}: {err}")
         del self.errors[:-20]
 
-    async def _feed(self, source: SampleSource | None, weights: WeightReader | None) -> None:
+    async def _feed(
+        self,
+        source: SampleSource | None,
+        weights: WeightReader | None,
+        judge: GateJudge | None = None,
+    ) -> None:
         drain: asyncio.Task[None] | None = None
         if source is not None:
             drain = asyncio.create_task(self._drain(source))
@@ -220,6 +257,11 @@ class LiveChart:
                         self.window.push_weight(pd.Timestamp.now(tz="UTC"), desired, applied)
                     except Exception as err:
                         self._error("weight", err)
+                if judge is not None:
+                    try:
+                        self.show_gates(await asyncio.to_thread(judge))
+                    except Exception as err:
+                        self._error("gates", err)
                 try:
                     self.refresh()
                 except Exception as err:

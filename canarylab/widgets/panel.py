@@ -1,11 +1,13 @@
-"""The control panel of one CanaryDeployment: weight slider, buttons, status line.
+"""The control panel of one CanaryDeployment: weight slider, buttons, status line, gates.
 
 The panel is a thin skin over rollout primitives (anything with the methods of
 :class:`RolloutControls`, normally ``canarylab.rollout.Rollout``). The slider uses
 ``continuous_update=False`` so a drag sends one patch, on release. Every action
 runs with the buttons disabled; when the API refuses it, the error is shown in
 the panel and the slider goes back to the weight the resource really has, so the
-panel never shows a state the cluster is not in.
+panel never shows a state the cluster is not in. Under the status line the panel shows
+each gate's running state (:meth:`ControlPanel.show_gates`): passes, fails or still
+collecting, with its evidence so far and its bound or e-value.
 
 This module must never decide rollout policy (that is the rollout layer's) or
 talk to Kubernetes except through the primitives and the Event reader it is given.
@@ -15,11 +17,16 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ipywidgets as w
+
+from canarylab.plots.verdicts import gates_html
+
+if TYPE_CHECKING:
+    from canarylab.gates import Verdict
 
 ACTION_WAIT_S = 10.0
 """How long an action waits for the one before it (or a status read) to finish."""
@@ -136,6 +143,8 @@ class ControlPanel:
         }
         self.status_html = w.HTML()
         self.error_html = w.HTML()
+        self.gates_html = w.HTML()
+        """Each gate's running state (:meth:`show_gates`); empty until gates are judged."""
         self.title = w.HTML(f"<b>CanaryDeployment {html.escape(name)}</b>")
         self.slider.observe(self._on_slider, names="value")
         self.buttons["create"].on_click(lambda _b: self.act("create"))
@@ -148,6 +157,7 @@ class ControlPanel:
                 w.HBox([self.slider, *self.buttons.values()]),
                 self.status_html,
                 self.error_html,
+                self.gates_html,
             ]
         )
         self.status = PanelStatus(exists=False)
@@ -191,6 +201,10 @@ class ControlPanel:
             f'<span style="color:#b00">{html.escape(what)} failed: '
             f"{html.escape(type(err).__name__)}: {html.escape(message)}</span>"
         )
+
+    def show_gates(self, verdicts: Sequence[Verdict], heading: str = "gates") -> None:
+        """Show each gate's state, evidence so far and bound or e-value (failing first)."""
+        self.gates_html.value = gates_html(verdicts, heading)
 
     def watch(self, interval: float = 1.0) -> None:
         """Re-read the status every ``interval`` seconds on a daemon thread until :meth:`stop`."""

@@ -9,21 +9,31 @@ changes (through the ``Rollout``'s recorder), and every probe second (through
 
 The step methods (:meth:`create`, :meth:`shift`, :meth:`replace`, :meth:`delete`)
 press the panel's own buttons and wait for the cluster, so a headless run walks
-the same code path a user's clicks do. This module must never decide rollout
-policy; it never starts a sandbox.
+the same code path a user's clicks do.
+
+Each second the session's :class:`GateWatch` judges the runbook's gates on the probe's
+traffic at the applied weight (every weight change starts a new step, as a plan step
+would; the unversioned-failure baseline is measured before the canary's first
+traffic), and the panel and the chart show each gate's running state. Each change of a
+gate's state is recorded as a ``verdict`` event. The verdicts are advice: this module
+must never decide rollout policy (nothing here acts on a verdict); it never starts a
+sandbox.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
+import pandas as pd
 
+from canarylab import gates as g
 from canarylab.errors import CanarylabError
+from canarylab.record.events import Kind, verdict_fields
 from canarylab.widgets.live import LiveChart
 from canarylab.widgets.panel import ControlPanel, kube_last_event
 
@@ -57,6 +67,81 @@ class StepThroughSettings:
     record_dir: str = "out/step-through/record"
     window_s: int = 300
     """Seconds the live chart shows."""
+    gates: Mapping[str, Any] = field(
+        default_factory=lambda: {
+            "max_error_rate": {"limit": 0.05, "min_requests": 50},
+            "error_rate_comparison": {"min_difference": 0.005, "min_requests": 100},
+        }
+    )
+    """Gates as data (``canarylab.gates.from_spec``; the traffic-share gate is added), judged
+    at each weight; ``{"traffic_share": False}`` alone judges nothing."""
+    alpha: float = 0.01
+    """False-alarm level of one weight's gates together (split evenly among them)."""
+
+
+class GateWatch:
+    """The gates' running verdicts during a hand-driven rollout (advice, never an action).
+
+    :meth:`look` is called once a second with the probe's traffic and the applied weight.
+    A new weight starts a new step: its gates judge the traffic from that moment, as the
+    runner's do. Before the canary's first traffic it measures the baseline of failures
+    without a version. Pure apart from the clock value it is handed.
+    """
+
+    def __init__(self, gates: Sequence[g.Gate], canary: str, original: str | None = None) -> None:
+        self.gates = tuple(gates)
+        self.canary = canary
+        self.original = original
+        self.weight: int | None = None
+        self.since: pd.Timestamp | None = None
+        """When the applied weight last changed."""
+        self.step = -1
+        """Weight changes seen so far, less one: the ``step`` of recorded verdicts."""
+        self.baseline: g.Baseline | None = None
+        self.looks = 0
+        self._shown: dict[str, str] = {}
+
+    def look(self, traffic: g.Traffic, applied: int | None, now: pd.Timestamp) -> list[g.Verdict]:
+        """The gates' verdicts now; none while the canary has no weight.
+
+        ``applied`` None (the route did not say) keeps the weight it had.
+        """
+        if applied is not None and applied != self.weight:
+            self.weight, self.since = applied, now
+            self.step += 1
+            self.looks = 0
+            self._shown.clear()
+            if applied and self.baseline is None:
+                self.baseline = g.Baseline.from_traffic(traffic, now)
+        if not self.weight:
+            return []
+        gates = self.gates
+        if self.weight >= 100:  # at 100% only the canary's own limits mean anything
+            gates = tuple(gate for gate in gates if not g.compares_original(gate))
+        window = g.Window(
+            canary=self.canary,
+            original=self.original,
+            since=self.since,
+            weight=self.weight,
+            baseline=self.baseline,
+        )
+        self.looks += 1
+        return g.judge_all(gates, traffic, window)
+
+    def changed(self, verdicts: Sequence[g.Verdict]) -> list[g.Verdict]:
+        """The verdicts whose outcome differs from the last look's (what gets recorded)."""
+        out = [v for v in verdicts if self._shown.get(v.gate) != v.outcome]
+        self._shown.update((v.gate, v.outcome) for v in out)
+        return out
+
+    def heading(self, now: pd.Timestamp) -> str:
+        if not self.weight or self.since is None:
+            return "gates: the canary has no weight yet; they judge once it takes traffic"
+        held = max(0.0, (now - self.since).total_seconds())
+        return (
+            f"gates at weight {self.weight}% for {held:.0f} s "
+            "(advice: the panel never acts on a verdict)"
+        )
 
 
 class SampleTee:
@@ -140,22 +225,40 @@ class StepThrough:
             last_event=kube_last_event(self.rollout),
             name=f"{s.namespace}/{self.rollout.name}",
         )
+        alpha = s.alpha / max(1, len(g.from_spec(s.gates)))
+        self.gate_watch = GateWatch(g.from_spec(s.gates, alpha=alpha), s.version)
+        self._applied: float | None = None
         self.panel.watch(1.0)
-        self.chart.start(weights=self._weights)
+        self.chart.start(weights=self._weights, judge=self._judge)
         self.closed = False
 
     def _weights(self) -> tuple[float | None, float | None]:
         snap = self.rollout.status()
         if not snap.exists:
+            self._applied = 0.0
             return 0.0, 0.0
-        return float(snap.desired_weight), (
-            None if snap.applied_weight is None else float(snap.applied_weight)
-        )
+        self._applied = None if snap.applied_weight is None else float(snap.applied_weight)
+        return float(snap.desired_weight), self._applied
+
+    def _judge(self) -> list[g.Verdict]:
+        """One look of the gates (the chart's thread, once a second): show and record."""
+        now = pd.Timestamp.now(tz="UTC")
+        applied = None if self._applied is None else int(self._applied)
+        watch = self.gate_watch
+        verdicts = watch.look(self.feed.traffic(), applied, now)
+        for v in watch.changed(verdicts):
+            self.recorder.event(Kind.VERDICT, **verdict_fields(watch.step, v, watch.looks))
+        heading = watch.heading(now)
+        health = self.feed.health()
+        if not health.ok:
+            heading += f" · probe: {health.describe()}"
+        self.panel.show_gates(verdicts, heading)
+        return verdicts
 
     @property
     def widget(self) -> w.Widget:
         """Panel above chart: what the notebook displays."""
-        return w.VBox([self.panel.widget, self.chart.view])
+        return w.VBox([self.panel.widget, self.chart.view])  # gates show in the panel
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

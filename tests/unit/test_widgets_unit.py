@@ -147,3 +147,73 @@ def test_chart_draws_share_per_version() -> None:
     assert chart.points("v2") == 10
     share = chart.figure.data[chart._traces_for("v2")[0]].y
     assert all(abs(s - 25) < 1e-9 for s in share)
+
+
+# -- the gates' running state ---------------------------------------------------------
+
+
+def _traffic(seconds: int, canary_errors: int = 0) -> Any:
+    from canarylab import gates as g
+
+    t0 = pd.Timestamp("2026-11-27T12:00:00Z")
+    rows = [
+        _rows(t0 + pd.Timedelta(seconds=i), 25 if i >= 10 else 0)[j]
+        for i in range(seconds)
+        for j in (0, 1)
+        if i >= 10 or j == 0
+    ]
+    frame = pd.DataFrame(rows)
+    if canary_errors:
+        canary = frame["version"] == "v2"
+        frame.loc[canary, "http_errors"] = canary_errors
+        frame.loc[canary, "ok"] = frame.loc[canary, "requests"] - canary_errors
+    return g.Traffic(frame)
+
+
+def test_gate_watch_starts_a_step_at_each_weight_and_measures_the_baseline() -> None:
+    from canarylab import gates as g
+    from canarylab.widgets.session import GateWatch
+
+    t0 = pd.Timestamp("2026-11-27T12:00:00Z")
+    watch = GateWatch(g.from_spec({"max_error_rate": 0.05}), "v2")
+    assert watch.look(_traffic(10), 0, t0 + pd.Timedelta(seconds=10)) == []
+    assert "no weight yet" in watch.heading(t0)
+    at = t0 + pd.Timedelta(seconds=10)
+    first = watch.look(_traffic(12), 25, at)
+    assert watch.baseline is not None
+    assert watch.baseline.requests == 1000  # the 10 s before the canary's traffic
+    assert {v.gate for v in first} == {"traffic-share", "max-error-rate"}
+    assert [v.gate for v in watch.changed(first)] == ["traffic-share", "max-error-rate"]
+    assert watch.changed(first) == []  # recorded once, until a state changes
+    later = watch.look(_traffic(60, canary_errors=10), None, t0 + pd.Timedelta(seconds=60))
+    assert watch.weight == 25  # an unknown applied weight keeps the step
+    failed = {v.gate: v.outcome for v in later}
+    assert failed["max-error-rate"] == "fail"
+    assert "at weight 25% for 50 s" in watch.heading(t0 + pd.Timedelta(seconds=60))
+    step = watch.step
+    watch.look(_traffic(61), 100, t0 + pd.Timedelta(seconds=61))
+    assert watch.step == step + 1
+
+
+def test_panel_and_chart_show_each_gate_state() -> None:
+    from canarylab import gates as g
+
+    t0 = pd.Timestamp("2026-11-27T12:00:00Z")
+    window = g.Window("v2", "v1", since=t0 + pd.Timedelta(seconds=10), weight=25)
+    gates = g.from_spec({"max_error_rate": 0.05, "error_rate_comparison": True})
+    verdicts = g.judge_all(gates, _traffic(60, canary_errors=10), window)
+    panel = ControlPanel(FakeRollout(weight=25))
+    panel.show_gates(verdicts, "gates at weight 25%")
+    text = panel.gates_html.value
+    assert "gates at weight 25%" in text
+    assert text.index("max-error-rate") < text.index("traffic-share")  # failing first
+    assert "fails" in text
+    assert "canary 500/1,250 failed" in text
+    assert "e-value" in text
+    chart = LiveChart(window_s=30, title="demo/hello")
+    chart.show_gates(verdicts)
+    assert "max-error-rate fails" in chart.figure.layout.title.text
+    assert "traffic-share passes" in chart.figure.layout.title.text
+    assert chart.gates_html.value.count("<tr>") == 3
+    chart.show_gates([])
+    assert chart.figure.layout.title.text == "demo/hello"
