@@ -10,7 +10,8 @@ one into the keyword arguments of ``Recorder.event``.
 ``ExitCode`` the one mapping from an outcome to the exit status of ``canarylab run``
 and the rollout verbs (docs/runbooks.md, "Exit codes").
 
-This module must never do I/O or import anything outside the standard library.
+This module must never do I/O; besides the standard library it imports only the pure
+model (whose condition reasons a record repeats: ``DriverLost``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar
+
+from canarylab.model.decide import DRIVER_LOST
 
 
 class Kind(StrEnum):
@@ -97,7 +100,7 @@ class Reason(StrEnum):
     """The probe's thread died during the rollout."""
     PROBE_STALLED = "ProbeStalled"
     """The probe closed no second for longer than its stall limit."""
-    DRIVER_LOST = "DriverLost"
+    DRIVER_LOST = DRIVER_LOST
     """The driver's lease lapsed (the controller paused the canary)."""
     INTERRUPTED = "Interrupted"
     """SIGINT or SIGTERM stopped the driver; it rolled back first."""
