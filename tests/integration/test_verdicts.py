@@ -104,8 +104,9 @@ class Run:
     def describe(self) -> str:
         tail = "\n".join(self.output.splitlines()[-40:])
         events = self.out / "record" / "events.jsonl"
-        lines = events.read_text().splitlines()[-25:] if events.exists() else ["(no record)"]
-        return f"exit {self.code}; output tail:\n{tail}\nrecord tail:\n" + "\n".join(lines)
+        lines = events.read_text().splitlines()[-20:] if events.exists() else ["(no record)"]
+        shown = [line if len(line) < 600 else line[:600] + " …" for line in lines]
+        return f"exit {self.code}; output tail:\n{tail}\nrecord tail:\n" + "\n".join(shown)
 
 
 def run_cli(params: dict[str, Any], out: Path, timeout: float = RUN_TIMEOUT_S) -> Run:
@@ -183,9 +184,8 @@ def assert_rolled_back(
     template: dict[str, Any],
     reasons: Iterable[Reason],
 ) -> pd.Series:
-    """The acceptance of a–c; returns the last ``run`` event for case-specific checks."""
+    """The acceptance of a–c but the exit code; returns the last ``run`` event."""
     reasons = tuple(reasons)
-    assert run.code == ExitCode.ROLLED_BACK, run.describe()
     # the cluster: the parent untouched, no canary object, the route all-parent
     assert parent_template(api, namespace) == template
     assert canary_objects(api, namespace) == []
@@ -197,6 +197,8 @@ def assert_rolled_back(
     assert last["outcome"] == Outcome.ROLLED_BACK, run.describe()
     assert last["reason"] in reasons, run.describe()
     assert int(last["exit_code"]) == ExitCode.ROLLED_BACK
+    assert r.metadata["reason"] == last["reason"]
+    assert r.metadata["exit_code"] == ExitCode.ROLLED_BACK
     assert int(last["step"]) == 0, run.describe()  # stopped at the first step (25%)
     steps = r.events_of(Kind.STEP)
     assert StepState.PASSED not in set(steps["state"]), run.describe()
@@ -215,6 +217,11 @@ def assert_rolled_back(
     # the gateway: real requests reach only the parent's processes
     gateway_serves_only_the_parent(sandbox, namespace)
     return last
+
+
+def assert_exit_code(run: Run, code: ExitCode) -> None:
+    """Checked last in each test, so that a wrong exit code is reported after all else."""
+    assert run.code == code, run.describe()
 
 
 @pytest.fixture
@@ -252,9 +259,22 @@ def test_a_canary_that_answers_nothing_in_time_exits_2(
     verdicts = r.events_of(Kind.VERDICT)
     failed = verdicts[verdicts["outcome"] == "fail"]
     assert len(failed) >= 1, run.describe()
+    if last["reason"] == Reason.GATE_FAILED:  # the unversioned timeouts became the canary's
+        assert failed.iloc[0]["numbers"]["attributed_failures"] > 0, run.describe()
     print(f"hanging canary: {last['reason']}: {failed.iloc[0]['message']}")
+    assert_exit_code(run, ExitCode.ROLLED_BACK)
 
 
+@pytest.mark.parametrize(
+    "canary",
+    [
+        # a bad DEMO_ERROR_RATE makes every demo-app process exit at start: a crash loop
+        {"canary_env": {"DEMO_ERROR_RATE": "never", "DEMO_MESSAGE": CANARY_MESSAGE}},
+        # not a demo-app image: the sandbox starts no process at all for its pods
+        {"image": "registry.example/app:v2"},
+    ],
+    ids=["crash-loop", "no-process"],
+)
 def test_a_canary_whose_processes_never_serve_exits_2(
     controller: Any,
     sandbox: Any,
@@ -262,11 +282,10 @@ def test_a_canary_whose_processes_never_serve_exits_2(
     namespace: str,
     parent: dict[str, Any],
     tmp_path: Path,
+    canary: dict[str, Any],
 ) -> None:
-    # A bad DEMO_ERROR_RATE makes every demo-app process exit at start (a crash loop);
-    # kwok still reports the pods ready, so only the traffic can tell.
-    env = {"DEMO_ERROR_RATE": "never", "DEMO_MESSAGE": CANARY_MESSAGE}
-    run = run_cli(runbook_parameters(sandbox, namespace, tmp_path, canary_env=env), tmp_path)
+    # kwok reports the canary's pods ready either way: only the traffic can tell
+    run = run_cli(runbook_parameters(sandbox, namespace, tmp_path, **canary), tmp_path)
     last = assert_rolled_back(
         api_client,
         sandbox,
@@ -280,7 +299,8 @@ def test_a_canary_whose_processes_never_serve_exits_2(
     verdicts = r.events_of(Kind.VERDICT)
     failed = verdicts[verdicts["outcome"] == "fail"]
     assert len(failed) >= 1, run.describe()
-    print(f"crash-looping canary: {last['reason']}: {failed.iloc[0]['message']}")
+    print(f"never-serving canary: {last['reason']}: {failed.iloc[0]['message']}")
+    assert_exit_code(run, ExitCode.ROLLED_BACK)
 
 
 def test_a_canary_with_no_route_share_at_weight_25_exits_2(
@@ -302,9 +322,12 @@ def test_a_canary_with_no_route_share_at_weight_25_exits_2(
     share = verdicts[(verdicts["gate"] == "traffic-share") & (verdicts["outcome"] == "fail")]
     assert len(share) >= 1, run.describe()
     assert "NoCanaryTraffic" in str(share.iloc[0]["message"])
-    assert int(share.iloc[0]["canary_requests"]) == 0
-    assert int(share.iloc[0]["requests"]) > 0
+    numbers = share.iloc[0]["numbers"]
+    assert numbers["canary_requests"] == 0
+    assert numbers["requests"] > 0
+    assert numbers["weight"] == 25
     assert "NoCanaryTraffic" in run.output  # the user sees why
+    assert_exit_code(run, ExitCode.ROLLED_BACK)
 
 
 def test_a_wrong_probe_target_fails_first_naming_the_probe_and_never_promotes(
@@ -320,8 +343,6 @@ def test_a_wrong_probe_target_fails_first_naming_the_probe_and_never_promotes(
         sandbox, namespace, tmp_path, probe_target=nothing, canary_env={"DEMO_MESSAGE": "x"}
     )
     run = run_cli(params, tmp_path)
-    # not promoted, and nothing unsafe: 2 (safe, never created) or 1 (nothing changed)
-    assert run.code in (ExitCode.ERROR, ExitCode.ROLLED_BACK), run.describe()
     assert "probe" in run.output.lower(), run.describe()
     assert nothing.rstrip("/") in run.output, run.describe()
     assert parent_template(api_client, namespace) == parent
@@ -336,8 +357,12 @@ def test_a_wrong_probe_target_fails_first_naming_the_probe_and_never_promotes(
         assert StepState.PASSED not in set(steps["state"]), run.describe()
     probe = r.events_of(Kind.PROBE)
     assert "unreachable" in set(probe["state"]), run.describe()
+    assert r.metadata["reason"] == Reason.PROBE_UNREACHABLE, r.metadata
+    assert r.metadata["outcome"] != Outcome.SUCCEEDED
     last = last_run_event(r)
     assert last["reason"] in (Reason.PROBE_UNREACHABLE, Reason.PROBE_LOST), run.describe()
     assert "probe" in str(last["message"]).lower()
     assert last["outcome"] != Outcome.SUCCEEDED
     assert r.metadata.get("outcome") != Outcome.SUCCEEDED
+    # not promoted, and nothing unsafe: 2 (safe, never created) or 1 (nothing changed)
+    assert run.code in (ExitCode.ERROR, ExitCode.ROLLED_BACK), run.describe()
