@@ -1,10 +1,12 @@
 # %% [markdown]
 # # Replay a rollout
 #
-# A postmortem of one recorded rollout (by default the record `make demo` writes): the
-# timeline with the operator's actions marked, a **time slider** that scrubs through the
-# rollout showing the state and the traffic at that second, the per-step table with the
-# gates' verdicts and p-values, and the traffic and latency by version.
+# A postmortem of one recorded rollout (by default the record `make demo` writes). It
+# starts with **how the rollout ended and why**: which gate decided, on which numbers, at
+# which step. Then the timeline with the operator's actions marked and a **time slider**
+# that scrubs through the rollout, one per-step table (with a note wherever the replayed
+# counts differ from what the runbook judged), every gate verdict, the hold extensions,
+# probe and lease events, and the traffic and latency by version.
 # `canarylab replay RECORD_DIR --html report.html` writes the same into one HTML file.
 
 # %% tags=["parameters"]
@@ -14,9 +16,9 @@ record_dir = os.environ.get("CANARYLAB_RECORD", "out/demo/record")
 scrub_window_s = 10  # seconds of traffic summed at each slider position
 
 # %%
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
-from canarylab.plots import figures, frames
+from canarylab.plots import figures, frames, report
 from canarylab.plots import replay as replays
 from canarylab.widgets.replay import ReplayExplorer
 
@@ -28,6 +30,7 @@ display(
         f"failed: {int(totals[list(frames.FAILURE_COLUMNS)].sum())}"
     )
 )
+display(HTML(report.outcome_html(replay.decision())))
 
 # %% [markdown]
 # ## Timeline and time slider
@@ -38,16 +41,21 @@ explorer
 
 # %% [markdown]
 # ## Per step
-# As the runbook printed it during the live run, and recomputed here from the recorded
-# samples (the recomputation also counts the seconds that closed after the gate's last look).
+# Counts recomputed from the recorded samples with the runbook's own function; `judged`
+# is what the runbook counted, and `note` says why the two differ when they do.
 
 # %%
-display(Markdown("**as recorded**"), replay.recorded_steps())
-display(Markdown("**replayed from the samples**"), replay.replayed_steps())
+report.display_table(replay.step_table())
+
+# %% [markdown]
+# ## Every gate verdict, then extensions, baseline, probe and lease
 
 # %%
 verdicts = replay.verdicts()
-verdicts[[c for c in ("step", "gate", "outcome", "p_value", "reason") if c in verdicts]]
+report.display_table(verdicts[[c for c in report.VERDICT_COLUMNS if c in verdicts]])
+
+# %%
+report.display_table(replay.incidents())
 
 # %%
 figures.step_bars(frames.step_table(replay.samples, replay.events))
@@ -56,7 +64,8 @@ figures.step_bars(frames.step_table(replay.samples, replay.events))
 figures.latency_distribution(replay.samples, replay.requests if len(replay.requests) else None)
 
 # %% [markdown]
-# ## Operator actions
+# ## Operator actions and parameters
 
 # %%
-frames.actions(replay.events)[["time", "message"]]
+display(frames.actions(replay.events)[["time", "message"]])
+display(HTML(report.header_html(replay)))

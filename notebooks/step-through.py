@@ -4,7 +4,9 @@
 # An SRE's cockpit for one CanaryDeployment: a **control panel** (weight slider,
 # create / replace / abort / delete, a status line with the last Kubernetes Event) above a
 # **live chart** of the probe's traffic: response share, failures and p99 by version, and
-# the desired and applied weight.
+# the desired and applied weight. Under the status line, each **gate's running state** at
+# the current weight: passes, fails or still collecting, with its evidence so far and its
+# bound or e-value (the chart's title shows the same states).
 #
 # Run the cells in order, then drive the rollout with the panel: **create** → move the
 # slider (one patch per release) → **replace** → **delete**. The cells at the end walk the
@@ -32,6 +34,11 @@ probe_rate = 100  # requests per second
 probe_headers = {}
 record_dir = os.environ.get("CANARYLAB_RECORD", "out/step-through/record")
 window_s = 300  # seconds of traffic the live chart keeps
+gates = {  # judged at each weight and shown in the panel (advice; nothing acts on them)
+    "max_error_rate": {"limit": 0.05, "min_requests": 50},
+    "error_rate_comparison": {"min_difference": 0.005, "min_requests": 100},
+}
+alpha = 0.01  # false-alarm level of one weight's gates together
 walk = False  # True: walk create → shift → replace → delete unattended
 walk_weights = [20, 60]
 hold_s = 3  # seconds to hold each weight during the walk
@@ -62,6 +69,8 @@ session = StepThrough(
         probe_headers=probe_headers,
         record_dir=record_dir,
         window_s=window_s,
+        gates=gates,
+        alpha=alpha,
     )
 )
 print(f"cluster {session.api.configuration.host} · record {session.settings.record_dir}")

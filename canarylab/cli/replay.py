@@ -55,7 +55,7 @@ def replay(record_dir: Path, html_out: Path | None) -> None:
         console.print(f"  {escape(line)}", soft_wrap=True)
 
     def show(frame: pd.DataFrame) -> None:
-        text = frame.to_string(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}")
+        text = report.display_table(frame).to_string(index=False)
         console.print(escape(text), soft_wrap=True)
 
     steps = r.step_table()
@@ -71,7 +71,7 @@ def replay(record_dir: Path, html_out: Path | None) -> None:
         show(verdicts[list(VERDICT_COLUMNS)])
     incidents = r.incidents()
     if not incidents.empty:
-        show(report.display_table(incidents[["time", "kind", "state", "step", "message"]]))
+        show(incidents[["time", "kind", "state", "step", "message"]])
     if html_out is not None:
         out = report.write_html(r, html_out)
         console.print(f"report: {out}")

@@ -25,6 +25,7 @@ import yaml
 
 from canarylab.plots import figures, frames
 from canarylab.plots.replay import Decision, Replay
+from canarylab.plots.verdicts import fmt
 from canarylab.record.events import Outcome
 
 SCRUB_STEPS = 120
@@ -143,13 +144,20 @@ def _clock(value: object) -> object:
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Times as ``HH:MM:SS.mmm`` UTC, for a table people read."""
+    """A table for people: times as ``HH:MM:SS.mmm`` UTC, numbers to 4 digits, ``–``
+    where a value is missing (never ``nan``), whole numbers without a decimal point."""
     out = frame.copy()
     for column in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[column]) or (
-            out[column].dtype == object and any(isinstance(v, pd.Timestamp) for v in out[column])
+        values = out[column]
+        if pd.api.types.is_datetime64_any_dtype(values) or (
+            values.dtype == object and any(isinstance(v, pd.Timestamp) for v in values)
         ):
-            out[column] = out[column].map(_clock)
+            out[column] = values.map(_clock).where(values.notna(), "–")
+        elif pd.api.types.is_float_dtype(values):
+            whole = values.dropna().map(float.is_integer).all()
+            out[column] = ["–" if pd.isna(v) else f"{int(v)}" if whole else fmt(v) for v in values]
+        elif values.isna().any():
+            out[column] = values.astype(object).where(values.notna(), "–")
     return out
 
 
