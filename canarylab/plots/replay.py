@@ -221,15 +221,13 @@ class Replay:
         picked = []
         for e in rows(self.raw_events):
             kind = e.get("kind")
-            if kind in INCIDENT_KINDS or (
-                kind == Kind.RUN and e.get("state") == RunState.ROLLBACK_FAILED
-            ):
+            if kind in INCIDENT_KINDS or _is_problem(e):
                 step = _int(e.get("step"))
                 picked.append(
                     {
                         "time": e["t"],
                         "kind": kind,
-                        "state": _text(e.get("state")),
+                        "state": _text(e.get("state")) or _text(e.get("what")),
                         "step": None if step is None else step + 1,
                         "problem": _is_problem(e),
                         "message": _text(e.get("message")) or _text(e.get("error")),
@@ -409,13 +407,25 @@ def _last_per_gate(verdicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(last.values())
 
 
+LEASE_PROBLEMS = ("renewal-failed", "release-failed", "lost", "lapsed")
+"""Lease events (``what``) that mean the driver's lease may not hold."""
+
+
 def _is_problem(e: Mapping[str, Any]) -> bool:
+    """A probe that died, stalled or never reached its target; a lease that failed; a
+    rollback that failed; the controller pausing a canary whose driver was lost."""
     kind, state = e.get("kind"), e.get("state")
     if kind == Kind.PROBE:
         return state not in (ProbeState.STARTED, ProbeState.STOPPED) or bool(e.get("error"))
     if kind == Kind.LEASE:
-        return state in ("lost", "lapsed", "expired", "error") or bool(e.get("error"))
-    return kind in (Kind.RUN, Kind.CHART)
+        return (state or e.get("what")) in LEASE_PROBLEMS or bool(e.get("error"))
+    if kind == Kind.RUN:
+        return state == RunState.ROLLBACK_FAILED
+    if kind == Kind.EVENT:
+        return e.get("reason") == Reason.DRIVER_LOST
+    if kind == Kind.STATUS:
+        return e.get("phase") == "Paused"
+    return kind == Kind.CHART
 
 
 def _text(value: Any) -> str:

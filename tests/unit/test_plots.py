@@ -229,7 +229,8 @@ def write_gated_record(path: Path) -> Path:
                 message="no closed second for 6 s", state=ev.ProbeState.STALLED, silent_s=6.0
             ),
         )
-        rec.event(ev.Kind.LEASE, t=at(206), message="lease lost", state="lost")
+        rec.event(ev.Kind.LEASE, t=at(206), message="lease renewal failed", what="renewal-failed")
+        rec.event(ev.Kind.EVENT, t=at(207), message="driver lost", reason="DriverLost")
         failed = gate.judge(upto(240), windows[1])
         assert failed.outcome == "fail", failed
         rec.event(ev.Kind.VERDICT, t=at(240), **ev.verdict_fields(1, failed, 40))
@@ -308,8 +309,9 @@ def test_every_verdict_and_the_incidents(gated: Replay) -> None:
     assert list(v["state"]) == ["collecting", "passes", "fails"]
     assert not v["evidence"].str.contains("nan").any()
     incidents = gated.incidents()
-    assert list(incidents["kind"]) == ["probe", "baseline", "extension", "probe", "lease"]
-    assert list(incidents["problem"]) == [False, False, False, True, True]
+    assert list(incidents["kind"]) == ["probe", "baseline", "extension", "probe", "lease", "event"]
+    assert list(incidents["problem"]) == [False, False, False, True, True, True]
+    assert incidents["state"].iloc[4] == "renewal-failed"
 
 
 def test_report_leads_with_the_outcome_and_shows_yaml_never_nan(
