@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from canarylab.sandbox import Sandbox
+from canarylab.sandbox import Sandbox, build
 
 state_dir_option = click.option(
     "--state-dir",
@@ -35,21 +35,13 @@ def up(state_dir: Path | None, nodes: int, pod_ready_delay_ms: int) -> None:
     """Start the sandbox (idempotent) and print where it is."""
     console = Console(stderr=True)
     started = time.monotonic()
-    with console.status("starting sandbox…") as status:
-        compiled = 0
-
-        def progress(message: str) -> None:
-            nonlocal compiled
-            if ": " in message and message.split(": ", 1)[0].count(" ") == 1:
-                compiled += 1  # a line of `go build -v`: one package compiled
-                status.update(
-                    f"building {message.split(':')[0]} (cold cache, once): {compiled} packages"
-                )
-            else:
-                console.log(message)
-
+    # Build first, outside the spinner: a cold build gets one progress bar across every
+    # component (a line per tenth of it when stderr is not a terminal); then `up` finds
+    # the binaries cached.
+    build.ensure_built(progress=build.progress_for(console))
+    with console.status("starting sandbox…"):
         sb = Sandbox(
-            state_dir, nodes=nodes, pod_ready_delay_ms=pod_ready_delay_ms, progress=progress
+            state_dir, nodes=nodes, pod_ready_delay_ms=pod_ready_delay_ms, progress=console.log
         ).up()
     info = sb.status()
     click.echo(f"sandbox ready in {time.monotonic() - started:.1f}s")
