@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from canarylab.plots.frames import EVENT_COLUMNS, empty_events
-from canarylab.plots.verdicts import fmt, gate_state
+from canarylab.plots.verdicts import fmt, gate_state, readable
 from canarylab.record.events import Kind, Outcome, ProbeState, Reason, RunState, StepState
 from canarylab.record.reader import rows
 
@@ -86,7 +86,7 @@ class Decision:
                 else f"gate {s.gate} {s.state} [{s.evidence}; {s.statistic}]"
             )
         if self.message and (not lines or self.reason not in (Reason.GATE_FAILED, None)):
-            lines.insert(0, self.message)
+            lines.insert(0, readable(self.message))
         return lines
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,10 +152,18 @@ def statistic(numbers: Mapping[str, Any]) -> str:
     return " · ".join(parts) or "–"
 
 
+_NAN = re.compile(r"\bnan\b(%| ms)?", re.IGNORECASE)
+
+
+def readable(reason: str) -> str:
+    """A gate's sentence without ``nan`` (a rate or median of no requests reads ``–``)."""
+    return _NAN.sub("n/a", reason)
+
+
 def gate_state(verdict: Any) -> GateState:
     """A :class:`GateState` of a ``Verdict`` or of a recorded verdict (a mapping)."""
     gate, outcome, reason, numbers = _fields(verdict)
-    return GateState(gate, outcome, evidence(numbers), statistic(numbers), reason)
+    return GateState(gate, outcome, evidence(numbers), statistic(numbers), readable(reason))
 
 
 def gate_states(verdicts: Iterable[Any]) -> list[GateState]:

@@ -382,3 +382,16 @@ def test_fmt_never_says_nan() -> None:
     assert verdicts.fmt(float("inf")) == "∞"
     assert verdicts.fmt(0.0123, "pct") == "1.23%"
     assert verdicts.fmt(12345, "int") == "12,345"
+
+
+def test_a_gate_sentence_of_no_requests_reads_n_a() -> None:
+    state = verdicts.gate_state(
+        {
+            "gate": "error-rate-comparison",
+            "outcome": "insufficient",
+            "reason": "canary error rate nan% (0/0) vs original nan% (0/0), median nan ms",
+            "numbers": {"canary_requests": 0, "canary_failures": 0, "canary_error_rate": None},
+        }
+    )
+    assert state.reason == "canary error rate n/a (0/0) vs original n/a (0/0), median n/a"
+    assert state.state == "collecting"
