@@ -171,15 +171,19 @@ class Replay:
             if outcome == Outcome.SUCCEEDED and last is not None
             else []
         )
+        message = _text(finished.get("message"))
         if outcome != Outcome.SUCCEEDED:
             deciding = [v for v in verdicts if v.get("outcome") == "fail"][:1]
+            problems = [e for e in rows(self.raw_events) if _is_problem(e)]
+            if not message and problems:  # e.g. a probe that never reached its target
+                message = _text(problems[-1].get("message")) or _text(problems[-1].get("error"))
         return Decision(
             outcome,
             reason,
             None if step_index is None else step_index + 1,
             None,
             finished.get("t"),
-            _text(finished.get("message")),
+            message,
             tuple(deciding),
             exit_code,
         )

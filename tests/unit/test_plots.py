@@ -395,3 +395,22 @@ def test_a_gate_sentence_of_no_requests_reads_n_a() -> None:
     )
     assert state.reason == "canary error rate n/a (0/0) vs original n/a (0/0), median n/a"
     assert state.state == "collecting"
+
+
+def test_a_probe_that_never_served_leads_the_report(tmp_path: Path) -> None:
+    from canarylab.record import Recorder
+    from canarylab.record import events as ev
+
+    with Recorder(tmp_path / "r", {"version": "v2", "name": "hello"}) as rec:
+        unreachable = ev.ProbeEvent(
+            message="http://127.0.0.1:1/ did not serve within 60s",
+            state=ev.ProbeState.UNREACHABLE,
+            error="ConnectError",
+        )
+        rec.event(unreachable.kind, **unreachable.fields())
+        rec.update_metadata(outcome="rolled-back", reason="ProbeUnreachable", exit_code=2)
+    d = replay_load(tmp_path / "r").decision()
+    assert d.headline == "rolled back (canary at weight 0) — ProbeUnreachable · exit code 2"
+    assert d.why == ["http://127.0.0.1:1/ did not serve within 60s"]
+    page = report.write_html(replay_load(tmp_path / "r"), tmp_path / "r.html").read_text()
+    assert "did not serve within 60s" in page
