@@ -366,3 +366,30 @@ def test_a_wrong_probe_target_fails_first_naming_the_probe_and_never_promotes(
     assert r.metadata.get("outcome") != Outcome.SUCCEEDED
     # not promoted, and nothing unsafe: 2 (safe, never created) or 1 (nothing changed)
     assert run.code in (ExitCode.ERROR, ExitCode.ROLLED_BACK), run.describe()
+
+
+def test_a_healthy_canary_with_the_default_gates_is_promoted(
+    controller: Any,
+    sandbox: Any,
+    api_client: Any,
+    namespace: str,
+    parent: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """The control of the tests above: the same defaults let a good canary through."""
+    params = runbook_parameters(
+        sandbox, namespace, tmp_path, steps=[5, 25, 100], canary_env={"DEMO_MESSAGE": "hi"}
+    )
+    run = run_cli(params, tmp_path)
+    r = run.record
+    last = last_run_event(r)
+    assert last["outcome"] == Outcome.SUCCEEDED, run.describe()
+    assert r.metadata["outcome"] == Outcome.SUCCEEDED
+    steps = r.events_of(Kind.STEP)
+    assert list(steps[steps["state"] == StepState.PASSED]["weight"]) == [5, 25, 100]
+    assert parent_template(api_client, namespace) != parent  # promoted
+    dep = client.AppsV1Api(api_client).read_namespaced_deployment(PARENT, namespace)
+    assert dep.spec.template.spec.containers[0].image == "canarylab/demo:v2"
+    assert canary_objects(api_client, namespace) == []
+    assert route_is_all_parent(api_client, namespace)
+    assert_exit_code(run, ExitCode.OK)
