@@ -4,8 +4,9 @@ A gate looks at a window of traffic and returns a :class:`Verdict` — ``pass``,
 ``fail`` or ``insufficient`` (still collecting evidence) — always with the numbers it
 judged on (counts, rates, e-values, bounds), so a failed rollout can say exactly why.
 The runner judges every gate once a second; every test here keeps its false-alarm
-level under that continuous monitoring (see ``evidence``), and :func:`split_alpha`
-shares the rollout's alpha among steps and gates.
+level under that continuous monitoring (see ``evidence``), and :func:`alpha_levels`
+(or the plain Bonferroni :func:`split_alpha`) shares the rollout's alpha among steps
+and gates.
 
 - :class:`TrafficShare` (on by default): the canary gets the share its weight says.
 - :class:`MaxErrorRate`, :class:`MaxP99Latency`: the canary on its own against a limit,
@@ -24,7 +25,15 @@ from __future__ import annotations
 
 from .comparison import ErrorRateComparison, LatencyComparison
 from .share import NO_CANARY_TRAFFIC, TrafficShare
-from .spec import GATES, GateSpecError, from_spec, split_alpha
+from .spec import (
+    GATES,
+    WHOLE_RUN,
+    WHOLE_RUN_SHARE,
+    GateSpecError,
+    alpha_levels,
+    from_spec,
+    split_alpha,
+)
 from .threshold import MaxErrorRate, MaxP99Latency
 from .verdict import (
     Gate,
@@ -51,6 +60,8 @@ __all__ = [
     "FAILURE_COLUMNS",
     "GATES",
     "NO_CANARY_TRAFFIC",
+    "WHOLE_RUN",
+    "WHOLE_RUN_SHARE",
     "Baseline",
     "ErrorRateComparison",
     "Gate",
@@ -66,6 +77,7 @@ __all__ = [
     "Verdict",
     "Window",
     "_fmt",
+    "alpha_levels",
     "compares_original",
     "first_failure",
     "from_spec",

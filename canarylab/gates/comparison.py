@@ -28,9 +28,51 @@ from typing import ClassVar
 
 import numpy as np
 
-from .evidence import log_e_split
+from .evidence import LATENCY_RATIO_GRID, log_e_split
 from .verdict import Verdict
 from .window import ATTRIBUTION_SHARE, Traffic, Window, responses, with_attribution
+
+
+def _by_second_then_latency(sec: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The order of ``np.lexsort((lat, sec))``, about 5x faster for the usual hour.
+
+    Sort by latency, then stably by second: a radix sort when the seconds span less
+    than 2**16 (ties in latency may come out in another order; no statistic here
+    depends on it).
+    """
+    by_latency = np.argsort(lat)
+    rel = sec - sec.min() if sec.size else sec
+    if sec.size and int(rel.max()) < 2**16:
+        within = np.argsort(rel[by_latency].astype(np.uint16), kind="stable")
+        out: np.ndarray = by_latency[within]
+        return out
+    return np.lexsort((lat, sec))
+
+
+def _median_per_second(
+    sec: np.ndarray, lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each response's second (as 0, 1, ... in time order), the seconds' sizes and medians.
+
+    The median of a second is its middle response by latency (the lower middle for an
+    even count). Responses in time order (what the probe keeps) are sorted within each
+    second only; otherwise by (second, latency) as a whole.
+    """
+    if sec.size > 1 and bool(np.all(sec[1:] >= sec[:-1])):
+        first = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]])
+        size = np.diff(np.r_[first, sec.size])
+        group = np.repeat(np.arange(len(first)), size)
+        # One row per second, padded with +inf, sorted along the rows.
+        rows = np.full((len(first), int(size.max())), np.inf)
+        rows[group, np.arange(sec.size) - first[group]] = lat
+        rows.sort(axis=1)
+        median = rows[np.arange(len(first)), (size - 1) // 2]
+        return group, size, median
+    order = _by_second_then_latency(sec, lat)
+    _, inverse, size = np.unique(sec, return_inverse=True, return_counts=True)
+    first = np.r_[0, np.cumsum(size)[:-1]]
+    median = lat[order][first + (size - 1) // 2]
+    return inverse.reshape(-1), size, median
 
 
 def _e_value(log_e: np.ndarray) -> tuple[float, float]:
@@ -127,20 +169,16 @@ class LatencyComparison:
             )
         both = r.canary | r.original
         sec, lat, canary = r.second[both], r.latency_ms[both], r.canary[both]
-        n_c, n_o = int(canary.sum()), int((~canary).sum())
+        n_c = int(np.count_nonzero(canary))
+        n_o = int(canary.size) - n_c
         if n_c and n_o:
-            # Sort by (second, latency); the middle element of each second is its median.
-            order = np.lexsort((lat, sec))
-            sec, lat, canary = sec[order], lat[order], canary[order]
-            uniq, first, size = np.unique(sec, return_index=True, return_counts=True)
-            median = lat[first + (size - 1) // 2]
-            group = np.repeat(np.arange(len(uniq)), size)
+            group, size, median = _median_per_second(sec, lat)
+            m = len(size)
             slow = lat > median[group]
-            m = len(uniq)
             slow_c = np.bincount(group, weights=slow & canary, minlength=m)
             slow_o = np.bincount(group, weights=slow & ~canary, minlength=m)
             share = np.bincount(group, weights=canary, minlength=m) / size
-            e, p = _e_value(log_e_split(slow_c, slow_o, share))
+            e, p = _e_value(log_e_split(slow_c, slow_o, share, LATENCY_RATIO_GRID))
             med_c = float(np.median(lat[canary]))
             med_o = float(np.median(lat[~canary]))
             slow_share = float(slow_c.sum() / max(slow_c.sum() + slow_o.sum(), 1))

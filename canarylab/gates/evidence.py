@@ -41,9 +41,17 @@ from scipy import special as sc
 Floats = NDArray[np.float64]
 
 RATIO_GRID: Floats = np.geomspace(1.5, 10.0, 12)
-"""Alternatives of the comparison tests: canary rate = ratio × original rate, equally
-weighted on a log scale from 1.5× to 10× (wider grids detected no faster in
-benchmarks/gates.py)."""
+"""Alternatives of the error-rate comparison: canary rate = ratio × original rate,
+equally weighted on a log scale from 1.5× to 10× (wider grids, or grids narrowed
+around 3×, detected a 3× canary within a second or two of this one in
+benchmarks/gates.py; the level, not the prior, is what sets the speed)."""
+
+LATENCY_RATIO_GRID: Floats = np.geomspace(1.1, 4.0, 12)
+"""Alternatives of the latency comparison. Its events are responses slower than the
+second's pooled median, and about half of all responses are: at a small canary share
+the original's chance of being slow stays near 1/2, so the ratio of the canary's chance
+to the original's cannot exceed about 2 (4 at an even split). Mass beyond that is
+wasted; 1.1×–4× puts it where latency regressions are."""
 
 
 def _arrays(*xs: ArrayLike) -> list[Floats]:
@@ -170,23 +178,36 @@ def clopper_pearson_upper(failures: int, n: int, delta: float) -> float:
     return float(sc.betaincinv(failures + 1, n - failures, 1 - delta))
 
 
-def log_e_split(events_canary: ArrayLike, events_original: ArrayLike, share: ArrayLike) -> Floats:
+def log_e_split(
+    events_canary: ArrayLike,
+    events_original: ArrayLike,
+    share: ArrayLike,
+    ratios: Floats = RATIO_GRID,
+) -> Floats:
     """log e-value, after each second, against "the canary's event rate is no higher".
 
     Arguments are per-second arrays: the canary's and the original's events and the
-    canary's share of that second's exposure (requests or responses). Returns the
-    cumulative log e-value after each second (see the module docstring).
+    canary's share of that second's exposure (requests or responses); ``ratios`` are
+    the alternatives, equally weighted. Returns the cumulative log e-value after each
+    second (see the module docstring). Seconds without events contribute nothing and
+    are skipped.
     """
     ec, eo, s = _arrays(events_canary, events_original, share)
     if ec.size == 0:
         return np.zeros(0)
     s = np.clip(np.nan_to_num(s, nan=0.0), 0.0, 1.0)
-    log_r = np.log(RATIO_GRID)
-    per_second = np.outer(ec, log_r) - np.outer(ec + eo, np.ones_like(log_r)) * np.log1p(
-        np.outer(s, RATIO_GRID - 1.0)
-    )
+    grid = np.asarray(ratios, dtype=np.float64)
+    out: Floats = np.zeros(ec.size)
+    events = np.flatnonzero(ec + eo > 0)
+    if events.size == 0:
+        return out
+    ec, eo, s = ec[events], eo[events], s[events]
+    per_second = np.outer(ec, np.log(grid)) - (ec + eo)[:, None] * np.log1p(np.outer(s, grid - 1.0))
     cumulative = np.cumsum(per_second, axis=0)
-    out: Floats = sc.logsumexp(cumulative, axis=1) - math.log(len(RATIO_GRID))
+    at_events = sc.logsumexp(cumulative, axis=1) - math.log(grid.size)
+    # Between events the e-process stays where the last event left it.
+    last = np.searchsorted(events, np.arange(out.size), side="right") - 1
+    out = np.where(last >= 0, at_events[np.maximum(last, 0)], 0.0)
     return out
 
 

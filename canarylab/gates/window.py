@@ -220,9 +220,72 @@ def unix_seconds(values: pd.Series | pd.Index) -> NDArray[np.float64]:
     """Unix seconds of timestamps (or of numbers that already are)."""
     if pd.api.types.is_numeric_dtype(values):
         return np.asarray(values, dtype=np.float64)
+    return _unix_ns(values).astype(np.float64) / 1e9
+
+
+def _unix_ns(values: pd.Series | pd.Index) -> Ints:
+    """Unix nanoseconds of timestamps (exact: no float rounding at second boundaries).
+
+    Naive timestamps are taken as UTC, as ``pd.to_datetime(..., utc=True)`` does.
+    """
+    array = values.array
+    if isinstance(array, pd.arrays.DatetimeArray):  # the usual case: no parsing
+        return np.asarray(array.as_unit("ns").asi8, dtype=np.int64)
     stamps = pd.to_datetime(values, utc=True)
     stamps = stamps.dt.as_unit("ns") if isinstance(stamps, pd.Series) else stamps.as_unit("ns")
-    return np.asarray(stamps.astype("int64"), dtype=np.float64) / 1e9
+    return np.asarray(stamps.astype("int64"), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """One snapshot's columns as numpy arrays, converted once and shared by every gate."""
+
+    codes: Ints
+    """Version of each row as an index into ``versions``."""
+    versions: NDArray[Any]
+    key: NDArray[Any]
+    """What ``start`` is compared with: Unix ns (timestamps) or Unix seconds (numbers)."""
+    numeric: bool
+
+
+def _columns(
+    traffic: Traffic, name: str, frame: pd.DataFrame, time: str, extra: Sequence[str]
+) -> tuple[_Columns, dict[str, NDArray[Any]]]:
+    """``frame``'s version codes, time key and ``extra`` columns (memoised on ``traffic``)."""
+    memo_key = ("columns", name)
+    if memo_key not in traffic._memo:
+        codes, versions = pd.factorize(frame["version"], use_na_sentinel=False)
+        numeric = bool(pd.api.types.is_numeric_dtype(frame[time]))
+        key = frame[time].to_numpy(dtype=np.float64) if numeric else _unix_ns(frame[time])
+        cols = _Columns(
+            np.asarray(codes, dtype=np.int64), np.asarray(versions, dtype=object), key, numeric
+        )
+        values: dict[str, NDArray[Any]] = {}
+        for c in extra:
+            if c == "failures":
+                values[c] = np.asarray(
+                    sum(frame[k].to_numpy(dtype=np.int64) for k in FAILURE_COLUMNS),
+                    dtype=np.int64,
+                ).reshape(len(frame))
+            elif c == "error":  # no error: a response
+                values[c] = frame[c].isna().to_numpy(dtype=bool)
+            elif c == "latency_ms":
+                values[c] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                values[c] = frame[c].to_numpy(dtype=np.int64)
+        traffic._memo[memo_key] = (cols, values)
+    out: tuple[_Columns, dict[str, NDArray[Any]]] = traffic._memo[memo_key]
+    return out
+
+
+def _code_sides(
+    cols: _Columns, window: Window, rows: NDArray[np.bool_] | None = None
+) -> tuple[NDArray[np.bool_], ...]:
+    """Per row (of ``rows``, or all): canary, original and unknown, decided once per
+    distinct version."""
+    codes = cols.codes if rows is None else cols.codes[rows]
+    canary, original, unknown = _sides(cols.versions, window)
+    return canary[codes], original[codes], unknown[codes]
 
 
 def _sides(versions: NDArray[Any], window: Window) -> tuple[NDArray[np.bool_], ...]:
@@ -230,25 +293,35 @@ def _sides(versions: NDArray[Any], window: Window) -> tuple[NDArray[np.bool_], .
     unknown = versions == UNKNOWN_VERSION
     named = window.original is not None
     original = versions == window.original if named else ~(canary | unknown)
-    return canary, original, unknown
+    return (
+        np.asarray(canary, dtype=bool),
+        np.asarray(original, dtype=bool),
+        np.asarray(unknown, dtype=bool),
+    )
 
 
 def per_second(traffic: Traffic, window: Window, start: pd.Timestamp | None) -> PerSecond:
-    """The window's per-second counts from ``start`` on (memoised on ``traffic``)."""
+    """The window's per-second counts from ``start`` on (memoised on ``traffic``).
+
+    The same rows as ``traffic.since(start).samples``: buckets that begin at or after
+    ``start``. The snapshot's columns are converted to numpy once and shared by every
+    gate and start of one look.
+    """
     key = ("per_second", window.canary, window.original, start)
     if key in traffic._memo:
         cached: PerSecond = traffic._memo[key]
         return cached
-    s = traffic.since(start).samples
+    s = traffic.samples
     if not len(s):
         empty = np.zeros(0, dtype=np.int64)
         out = PerSecond(empty, empty, empty, empty, empty, empty, empty)
     else:
-        seconds = unix_seconds(s["second"]).astype(np.int64)
-        versions = s["version"].to_numpy(dtype=object)
-        n = s["requests"].to_numpy(dtype=np.int64)
-        f = np.asarray(sum(s[c].to_numpy(dtype=np.int64) for c in FAILURE_COLUMNS))
-        canary, original, unknown = _sides(versions, window)
+        cols, values = _columns(traffic, "samples", s, "second", ("requests", "failures"))
+        ns = cols.key.astype(np.int64) if not cols.numeric else (cols.key * 1e9).astype(np.int64)
+        keep = ns >= pd.Timestamp(start).value if start is not None else np.ones(len(ns), bool)
+        seconds = ns[keep] // 1_000_000_000
+        n, f = values["requests"][keep], values["failures"][keep]
+        canary, original, unknown = _code_sides(cols, window, keep)
         uniq, inv = np.unique(seconds, return_inverse=True)
 
         def by_second(values: Ints, mask: NDArray[np.bool_]) -> Ints:
@@ -268,20 +341,32 @@ def per_second(traffic: Traffic, window: Window, start: pd.Timestamp | None) -> 
 
 
 def responses(traffic: Traffic, window: Window, start: pd.Timestamp | None) -> Responses | None:
-    """Successful responses from ``start`` on; ``None`` without per-request results."""
+    """Successful responses from ``start`` on; ``None`` without per-request results.
+
+    The same requests as ``traffic.since(start).requests``: from the first whole second
+    at or after ``start``.
+    """
     key = ("responses", window.canary, window.original, start)
     if key in traffic._memo:
         cached: Responses | None = traffic._memo[key]
         return cached
-    r = traffic.since(start).requests
+    r = traffic.requests
     out: Responses | None = None
     if r is not None:
-        latency = r["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
-        ok = pd.isna(r["error"].to_numpy(dtype=object)) & ~np.isnan(latency)
-        versions = r["version"].to_numpy(dtype=object)[ok]
-        canary, original, _ = _sides(versions, window)
-        t = unix_seconds(r["t"])[ok]
-        out = Responses(np.floor(t).astype(np.int64), latency[ok], canary, original)
+        if not len(r):
+            none = np.zeros(0, dtype=bool)
+            out = Responses(np.zeros(0, dtype=np.int64), np.zeros(0), none, none)
+        else:
+            cols, values = _columns(traffic, "requests", r, "t", ("latency_ms", "error"))
+            latency = values["latency_ms"]
+            ok = values["error"] & ~np.isnan(latency)
+            if start is not None:
+                first = pd.Timestamp(start).ceil("s")
+                ok &= cols.key >= (first.timestamp() if cols.numeric else first.value)
+            canary, original, _ = _code_sides(cols, window, ok)
+            t = cols.key[ok]
+            sec = np.floor(t) if cols.numeric else t // 1_000_000_000
+            out = Responses(sec.astype(np.int64), latency[ok], canary, original)
     traffic._memo[key] = out
     return out
 

@@ -356,3 +356,143 @@ def test_from_spec_spreads_alpha_unless_a_gate_sets_its_own() -> None:
     assert made == [MaxErrorRate(0.05, alpha=0.0005), ErrorRateComparison(alpha=0.002)]
     assert gates.from_spec({}) == [TrafficShare()]
     assert gates.from_spec({"traffic_share": {"tolerance": 0.2}}) == [TrafficShare(0.2)]
+
+
+# -- how alpha is spent ---------------------------------------------------------------
+
+DEFAULTS = {
+    "traffic_share": {"tolerance": 0.5},
+    "max_error_rate": {"limit": 0.05, "min_requests": 50},
+    "error_rate_comparison": {"min_difference": 0.005, "min_requests": 100},
+    "latency_comparison": {"max_ratio": 1.2, "min_requests": 100},
+}
+
+
+def test_alpha_levels_charge_whole_run_gates_once_and_add_up_to_alpha() -> None:
+    levels = gates.alpha_levels(0.01, [DEFAULTS] * 4)
+    per_step = (1 - gates.WHOLE_RUN_SHARE) * 0.01 / (4 * 2)
+    assert levels["traffic_share"] == pytest.approx(per_step)
+    assert levels["max_error_rate"] == pytest.approx(per_step)
+    assert levels["error_rate_comparison"] == pytest.approx(gates.WHOLE_RUN_SHARE * 0.01 / 2)
+    assert levels["latency_comparison"] == pytest.approx(gates.WHOLE_RUN_SHARE * 0.01 / 2)
+    # Every (step, per-step gate) pair once, every whole-run gate once: exactly alpha.
+    spent = 4 * (levels["traffic_share"] + levels["max_error_rate"]) + (
+        levels["error_rate_comparison"] + levels["latency_comparison"]
+    )
+    assert spent == pytest.approx(0.01)
+    made = gates.from_spec(DEFAULTS, alpha=levels)
+    assert [g.alpha for g in made] == [  # type: ignore[attr-defined]
+        levels["traffic_share"],
+        levels["max_error_rate"],
+        levels["error_rate_comparison"],
+        levels["latency_comparison"],
+    ]
+
+
+def test_alpha_levels_give_everything_to_the_only_kind_present() -> None:
+    only_steps = gates.alpha_levels(0.01, [{"max_error_rate": 0.05}] * 2)
+    assert only_steps["max_error_rate"] == pytest.approx(0.01 / (2 * 2))  # with traffic_share
+    only_whole = gates.alpha_levels(0.01, [{"traffic_share": False, "error_rate_comparison": True}])
+    assert only_whole == {"error_rate_comparison": pytest.approx(0.01)}
+    with pytest.raises(GateSpecError, match="unknown gate"):
+        gates.alpha_levels(0.01, [{"max_errors": 1}])
+    with pytest.raises(GateSpecError, match="between 0 and 1"):
+        gates.alpha_levels(2.0, [DEFAULTS])
+
+
+def test_a_whole_run_comparison_keeps_its_level_over_every_step() -> None:
+    """One e-process from the baseline's end, looked at every second of three steps."""
+    rng = np.random.default_rng(11)
+    alpha, runs = 0.05, 400
+    share = np.repeat([0.05, 0.25, 0.5], 90)
+    alarms = 0
+    for _ in range(runs):
+        nc = rng.binomial(200, share)
+        fc, fo = rng.binomial(nc, 0.005), rng.binomial(200 - nc, 0.005)
+        alarms += bool((ev.log_e_split(fc, fo, nc / 200) >= math.log(1 / alpha)).any())
+    assert alarms / runs <= alpha
+
+
+def test_latency_grid_keeps_alpha_on_slow_events() -> None:
+    """The sign test's events under H0: each second's slow half split at random."""
+    rng = np.random.default_rng(12)
+    alpha, runs = 0.05, 400
+    alarms = 0
+    for _ in range(runs):
+        nc = rng.binomial(200, 0.05, 120)
+        slow_c = rng.hypergeometric(nc, 200 - nc, 100)
+        log_e = ev.log_e_split(slow_c, 100 - slow_c, nc / 200, ev.LATENCY_RATIO_GRID)
+        alarms += bool((log_e >= math.log(1 / alpha)).any())
+    assert alarms / runs <= alpha
+
+
+def test_log_e_split_skips_seconds_without_events() -> None:
+    rng = np.random.default_rng(13)
+    ec, eo = rng.poisson(0.2, 300), rng.poisson(0.5, 300)
+    s = rng.uniform(0.05, 0.5, 300)
+    log_r = np.log(ev.RATIO_GRID)
+    dense = np.cumsum(
+        np.outer(ec, log_r)
+        - np.outer(ec + eo, 1 + 0 * log_r) * np.log1p(np.outer(s, ev.RATIO_GRID - 1)),
+        axis=0,
+    )
+    expected = np.log(np.exp(dense).mean(axis=1))
+    assert ev.log_e_split(ec, eo, s) == pytest.approx(expected)
+    assert (ev.log_e_split(np.zeros(5), np.zeros(5), np.full(5, 0.5)) == 0).all()
+
+
+# -- the per-look reductions ------------------------------------------------------------
+
+
+def test_per_second_reductions_match_the_dataframe_semantics() -> None:
+    """Column-wise numpy reductions see exactly ``Traffic.since(start)``'s rows."""
+    rows = [(s, v, 10 + s, s % 3) for s in range(12) for v in ("v2", "v1", "unknown", "v3")]
+    frame = samples(rows)
+    rng = np.random.default_rng(14)
+    r = pd.concat(
+        [requests(v, rng.lognormal(0, 1, 120), per_s=10) for v in ("v2", "v1", "v3")]
+    ).sample(frac=1.0, random_state=1)
+    r.loc[r.index[:7], "error"] = "timeout"
+    traffic = Traffic(frame, r)
+    for start in (None, T0 + pd.Timedelta(seconds=4), T0 + pd.Timedelta(seconds=4.5)):
+        for window in (Window("v2", "v1"), Window("v2")):
+            ps = gates.window.per_second(traffic, window, start)
+            since = traffic.since(start)
+            s = since.samples
+            assert ps.second.size == s["second"].nunique()
+            canary = s[s["version"] == "v2"]
+            assert ps.canary_requests.sum() == canary["requests"].sum()
+            assert ps.canary_failures.sum() == canary["http_errors"].sum()
+            other = (
+                s[~s["version"].isin(["v2", "unknown"])]
+                if window.original is None
+                else (s[s["version"] == "v1"])
+            )
+            assert ps.original_requests.sum() == other["requests"].sum()
+            assert ps.unknown_requests.sum() == s[s["version"] == "unknown"]["requests"].sum()
+            resp = gates.window.responses(traffic, window, start)
+            assert resp is not None
+            rq = since.requests
+            assert rq is not None
+            ok = rq[rq["error"].isna()]
+            assert resp.canary.sum() == (ok["version"] == "v2").sum()
+            assert sorted(resp.latency_ms[resp.canary]) == sorted(
+                ok[ok["version"] == "v2"]["latency_ms"]
+            )
+
+
+def test_median_per_second_matches_a_full_sort() -> None:
+    from canarylab.gates.comparison import _median_per_second
+
+    rng = np.random.default_rng(15)
+    for trial in range(100):
+        n = int(rng.integers(2, 400))
+        sec, lat = np.sort(rng.integers(0, 20, n)), rng.lognormal(0, 1, n)
+        if trial % 2:  # not in time order: the general path
+            p = rng.permutation(n)
+            sec, lat = sec[p], lat[p]
+        group, size, median = _median_per_second(sec, lat)
+        uniq = np.unique(sec)
+        assert np.array_equal(uniq[group], sec)
+        for i, x in enumerate(uniq):
+            assert median[i] == np.sort(lat[sec == x])[(size[i] - 1) // 2]
