@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from canarylab.model.samples import FAILURE_KINDS, SAMPLE_COLUMNS
+from canarylab.record.events import Kind
 
 EVENT_COLUMNS = ("time", "kind", "message", "desired_weight", "applied_weight", "phase")
 """The event frame the figures read: one row per recorded event.
@@ -200,7 +201,7 @@ def weight_line(events: pd.DataFrame, max_points: int = DEFAULT_MAX_POINTS) -> W
 
 def actions(events: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
     """Operator actions (``kind == "action"``) sorted by time; the last ``limit`` if given."""
-    picked = events[events["kind"] == "action"].sort_values("time", kind="stable")
+    picked = events[events["kind"] == Kind.ACTION].sort_values("time", kind="stable")
     if limit is not None and len(picked) > limit:
         picked = picked.iloc[-limit:]
     return picked.reset_index(drop=True)
@@ -240,7 +241,7 @@ def states_at(
     desired = last_known(ev["desired_weight"].astype(float))
     applied = last_known(ev["applied_weight"].astype(float))
     phase = last_known(ev["phase"].astype(object))
-    acted = ev["message"].where(ev["kind"] == "action").astype(object)
+    acted = ev["message"].where(ev["kind"] == Kind.ACTION).astype(object)
     last_action = last_known(acted)
 
     versions = first_seen(samples["version"]) if len(samples) else []

@@ -504,7 +504,7 @@ def normalise_events(raw: pd.DataFrame) -> pd.DataFrame:
             "source_kind": kind,
         }
     )
-    frame.loc[frame["kind"] != "status", "applied_weight"] = np.nan
+    frame.loc[frame["kind"] != Kind.STATUS, "applied_weight"] = np.nan
     return frame[[*EVENT_COLUMNS, "source_kind"]].reset_index(drop=True)
 
 

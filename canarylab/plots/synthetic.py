@@ -140,6 +140,7 @@ def write_record(made: SyntheticRollout, path: str | Path, seconds_per_part: int
     ``status`` events and operator actions as ``action`` events.
     """
     from canarylab.record import Recorder
+    from canarylab.record.events import Kind
 
     out = Path(path)
     with Recorder(out, metadata={"kind": "synthetic", "version": "v2", "name": "demo"}) as rec:
@@ -149,13 +150,13 @@ def write_record(made: SyntheticRollout, path: str | Path, seconds_per_part: int
             rec.samples(part)
         for e in made.events.itertuples(index=False):
             t = e.time.isoformat()
-            if e.kind == "action":
+            if e.kind == Kind.ACTION:
                 rec.event(
-                    "action", t=t, message=e.message, what=e.message.split(" ")[0], result="ok"
+                    Kind.ACTION, t=t, message=e.message, what=e.message.split(" ")[0], result="ok"
                 )
-            elif e.kind == "status":
+            elif e.kind == Kind.STATUS:
                 rec.event(
-                    "status",
+                    Kind.STATUS,
                     t=t,
                     message=e.message,
                     phase=e.phase,
@@ -163,5 +164,5 @@ def write_record(made: SyntheticRollout, path: str | Path, seconds_per_part: int
                     applied_weight=None if np.isnan(e.applied_weight) else int(e.applied_weight),
                 )
             else:
-                rec.event("event", t=t, message=e.message, reason="Pulled", type="Normal")
+                rec.event(Kind.EVENT, t=t, message=e.message, reason="Pulled", type="Normal")
     return out

@@ -156,7 +156,7 @@ class SampleTee:
         try:
             self._on_samples(frame)
         except Exception as err:  # the chart must never break the record
-            self._recorder.event("chart", message=f"live chart rejected samples: {err}")
+            self._recorder.event(Kind.CHART, message=f"live chart rejected samples: {err}")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._recorder, name)
