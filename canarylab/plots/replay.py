@@ -174,7 +174,7 @@ class Replay:
         message = _text(finished.get("message"))
         if outcome != Outcome.SUCCEEDED:
             deciding = [v for v in verdicts if v.get("outcome") == "fail"][:1]
-            problems = [e for e in rows(self.raw_events) if _is_problem(e)]
+            problems = [e for e in rows(_notable(self.raw_events)) if _is_problem(e)]
             if not message and problems:  # e.g. a probe that never reached its target
                 message = _text(problems[-1].get("message")) or _text(problems[-1].get("error"))
         return Decision(
@@ -223,7 +223,7 @@ class Replay:
     def incidents(self) -> pd.DataFrame:
         """Extensions, the baseline, probe and lease events, chart problems, failed rollbacks."""
         picked = []
-        for e in rows(self.raw_events):
+        for e in rows(_notable(self.raw_events)):
             kind = e.get("kind")
             if kind in INCIDENT_KINDS or _is_problem(e):
                 step = _int(e.get("step"))
@@ -409,6 +409,19 @@ def _last_per_gate(verdicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for v in verdicts:
         last[str(v.get("gate"))] = v
     return list(last.values())
+
+
+def _notable(raw: pd.DataFrame) -> pd.DataFrame:
+    """The events that may be incidents or problems (cheap to pick, before any dicts)."""
+    if raw.empty or "kind" not in raw:
+        return raw
+    kind = raw["kind"].astype(str)
+    keep = kind.isin([*INCIDENT_KINDS, Kind.RUN])
+    if "reason" in raw:
+        keep |= (kind == Kind.EVENT) & (raw["reason"] == Reason.DRIVER_LOST)
+    if "phase" in raw:
+        keep |= (kind == Kind.STATUS) & (raw["phase"] == "Paused")
+    return raw[keep]
 
 
 LEASE_PROBLEMS = ("renewal-failed", "release-failed", "lost", "lapsed")

@@ -115,3 +115,19 @@ def test_empty_record_has_the_documented_columns(tmp_path: Path) -> None:
 def test_loading_something_else_says_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="not a canarylab record"):
         record.load(tmp_path)
+
+
+def test_rows_of_a_kind_hold_only_the_keys_each_event_has(tmp_path: Path) -> None:
+    from canarylab.record.events import Kind, StepEvent, StepState
+
+    with record.Recorder(tmp_path / "r") as rec:
+        rec.event(Kind.STEP, **StepEvent(step=0, weight=5).fields())
+        rec.event(Kind.STEP, **StepEvent(step=0, weight=5, state=StepState.PASSED).fields())
+        rec.event(Kind.PROBE, message="probe started", url="http://gw/")
+    r = record.load(tmp_path / "r")
+    steps = r.rows_of(Kind.STEP)
+    assert [e["state"] for e in steps] == ["started", "passed"]
+    assert all("url" not in e for e in steps)  # a NaN column of the frame, not a key here
+    assert "summary" not in steps[1]
+    assert len(r.events_of(Kind.PROBE)) == 1
+    assert r.rows_of(Kind.VERDICT) == []
