@@ -90,8 +90,9 @@ def plan_from(
     ``{"weight": 5, "hold": 60, "max_hold": 240, "on_insufficient": "fail",
     "gates": {...}}``; ``hold_s``, ``max_hold_s``, ``on_insufficient`` and ``gates`` are
     the defaults for steps that do not say. ``alpha`` is the whole rollout's
-    false-alarm probability: every gate that does not set its own gets
-    ``split_alpha(alpha, steps, gates per step)`` (docs/runbooks.md, "How alpha is spent").
+    false-alarm probability: every gate that does not set its own gets its share from
+    ``alpha_levels`` (docs/runbooks.md, "How alpha is spent"); the comparisons' share
+    holds for a run that measured a baseline, and the runner narrows it on a resumed run.
     """
     if not steps:
         raise PlanError("a plan needs at least one step, e.g. steps=[5, 25, 50, 100]")
@@ -99,12 +100,9 @@ def plan_from(
         raw["gates"] if isinstance(raw, Mapping) and "gates" in raw else gates or {}
         for raw in steps
     ]
-    share: float | None = None
     try:
-        if alpha is not None:
-            most = max(len(g.from_spec(spec)) for spec in specs)
-            share = g.split_alpha(alpha, len(steps), most)
-        built = [tuple(g.from_spec(spec, alpha=share)) for spec in specs]
+        levels = None if alpha is None else g.alpha_levels(alpha, specs)
+        built = [tuple(g.from_spec(spec, alpha=levels)) for spec in specs]
     except g.GateSpecError as err:
         raise PlanError(str(err)) from None
     out: list[Step] = []

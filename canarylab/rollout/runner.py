@@ -23,6 +23,7 @@ build a Kubernetes client (that is ``canarylab.kube``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -247,6 +248,8 @@ class _Run:
     on_step: Callable[[StepResult], None] | None
     on_look: Callable[[int, list[g.Verdict]], None] | None
     baseline: g.Baseline | None = None
+    first_step: int = 0
+    """The first step this run judges (a resumed run starts later)."""
     results: list[StepResult] = field(default_factory=list)
 
     def run(self) -> PlanOutcome:
@@ -264,6 +267,7 @@ class _Run:
                 f"{canary.version!r}: abort it first (`canarylab abort {rollout.name}`)"
             )
         start = resume_point(plan, status)
+        self.first_step = start.first_step
         message = (
             f"resuming at step {start.first_step + 1} ({status.brief()})"
             if status.exists
@@ -339,6 +343,8 @@ class _Run:
             )
         )
         gates = step.gates
+        if self.baseline is None:
+            gates = self._per_step_comparisons(gates)
         if step.weight == 100:
             # At 100% the original only gets requests the gateway had in flight; comparing
             # against those would judge noise, so only the canary's own limits apply.
@@ -420,6 +426,18 @@ class _Run:
             )
         )
         return StepResult(index, step.weight, started, ended, tuple(verdicts), summary)
+
+    def _per_step_comparisons(self, gates: tuple[g.Gate, ...]) -> tuple[g.Gate, ...]:
+        """Without a baseline (a resumed run) comparisons restart at every step: each
+        step's test then gets the gate's level divided by the steps this run judges, so
+        their sum stays within the level the plan gave the whole-run test."""
+        remaining = max(1, len(self.plan.steps) - self.first_step)
+        return tuple(
+            dataclasses.replace(gate, alpha=gate.alpha / remaining)
+            if g.compares_original(gate) and dataclasses.is_dataclass(gate)
+            else gate
+            for gate in gates
+        )
 
     def _check_health(self, index: int, step: Step, window: g.Window, started: Any) -> None:
         source = self.source

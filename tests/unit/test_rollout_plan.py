@@ -50,6 +50,28 @@ def test_plan_from_splits_alpha_over_steps_and_gates() -> None:
     assert [gate.alpha for gate in own.steps[0].gates] == [0.005, 0.05]
 
 
+def test_comparisons_are_charged_once_for_the_whole_run() -> None:
+    spec = {"max_error_rate": 0.1, "error_rate_comparison": True}
+    plan = plan_from([10, 50], gates=spec, alpha=0.01)
+    levels = [(gate.name, gate.alpha) for gate in plan.steps[0].gates]
+    assert levels == [
+        ("traffic-share", pytest.approx(0.0005)),  # 20% of 1% over 2 steps x 2 gates
+        ("max-error-rate", pytest.approx(0.0005)),
+        ("error-rate-comparison", pytest.approx(0.008)),  # 80%, once for the whole run
+    ]
+
+
+def test_a_resumed_run_narrows_the_comparisons_per_step() -> None:
+    """No baseline on a resume: each step's comparison is a new test, so it gets a part."""
+    ro, clk = FakeRollout(cd(50)), FakeClock()
+    gates = {"traffic_share": False, "error_rate_comparison": {"min_requests": 1}}
+    plan = plan_from([10, 50, 100], hold_s=2, gates=gates, alpha=0.01)
+    out = run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk), clock=clk.clock())  # type: ignore[arg-type]
+    (verdict,) = out.steps[0].verdicts  # step 2 of 3: two steps left to judge
+    # the comparison spends part of its level on attributing unversioned failures
+    assert verdict.numbers["alpha"] == pytest.approx(0.01 / 2 * (1 - g.ATTRIBUTION_SHARE))
+
+
 def test_plan_from_max_hold_and_opt_out() -> None:
     plan = plan_from(
         [10, {"weight": 50, "max_hold": 9, "on_insufficient": "pass"}], hold_s=5, max_hold_s=20
