@@ -80,10 +80,12 @@ class Decision:
         lines = []
         for v in self.verdicts:
             s = gate_state(v)
+            look = _int(v.get("look"))
+            at = f" (look {look})" if look is not None else ""
             lines.append(
-                f"gate {s.gate} {s.state}: {s.reason} [{s.evidence}; {s.statistic}]"
+                f"gate {s.gate} {s.state}{at}: {s.reason} [{s.evidence}; {s.statistic}]"
                 if s.reason
-                else f"gate {s.gate} {s.state} [{s.evidence}; {s.statistic}]"
+                else f"gate {s.gate} {s.state}{at} [{s.evidence}; {s.statistic}]"
             )
         if self.message and (not lines or self.reason not in (Reason.GATE_FAILED, None)):
             lines.insert(0, readable(self.message))

@@ -281,7 +281,7 @@ def test_decision_names_the_gate_its_numbers_and_the_step(gated: Replay) -> None
     assert "GateFailed at step 2 (weight 25%)" in d.headline
     assert [v["gate"] for v in d.verdicts] == ["max-error-rate"]
     why = " ".join(d.why)
-    assert "max-error-rate fails" in why
+    assert "max-error-rate fails (look 40)" in why
     assert "failed" in why
     assert "bounds" in why
     assert "e-value" in why
@@ -414,3 +414,54 @@ def test_a_probe_that_never_served_leads_the_report(tmp_path: Path) -> None:
     assert d.why == ["http://127.0.0.1:1/ did not serve within 60s"]
     page = report.write_html(replay_load(tmp_path / "r"), tmp_path / "r.html").read_text()
     assert "did not serve within 60s" in page
+
+
+def test_insufficient_evidence_names_the_gates_still_collecting(tmp_path: Path) -> None:
+    from canarylab.record import Recorder
+    from canarylab.record import events as ev
+
+    def verdict(gate: str, outcome: str, look: int) -> dict[str, Any]:
+        return {
+            "step": 0,
+            "gate": gate,
+            "outcome": outcome,
+            "reason": "r",
+            "numbers": {},
+            "look": look,
+        }
+
+    with Recorder(tmp_path / "r", {"version": "v2"}) as rec:
+        rec.event(ev.Kind.STEP, **ev.StepEvent(step=0, weight=5, max_hold_s=75).fields())
+        rec.event(ev.Kind.VERDICT, **verdict("traffic-share", "insufficient", 1))
+        rec.event(ev.Kind.VERDICT, **verdict("max-error-rate", "insufficient", 1))
+        rec.event(ev.Kind.VERDICT, **verdict("traffic-share", "pass", 9))
+        extension = ev.ExtensionEvent(
+            step=0, weight=5, held_s=15.0, max_hold_s=75.0, collecting=("max-error-rate",)
+        )
+        rec.event(extension.kind, **extension.fields())
+        failed = ev.StepEvent(
+            message="step 1 failed: after 75s (max_hold 75s) still collecting: max-error-rate",
+            step=0,
+            weight=5,
+            state=ev.StepState.FAILED,
+            reason=ev.Reason.INSUFFICIENT_EVIDENCE,
+        )
+        rec.event(failed.kind, **failed.fields())
+        end = ev.RunEvent(
+            state=ev.RunState.FINISHED,
+            outcome=ev.Outcome.ROLLED_BACK,
+            reason=ev.Reason.INSUFFICIENT_EVIDENCE,
+            step=0,
+            exit_code=2,
+        )
+        rec.event(end.kind, **end.fields())
+    r = replay_load(tmp_path / "r")
+    d = r.decision()
+    assert d.reason == "InsufficientEvidence"
+    assert d.step == 1
+    assert [v["gate"] for v in d.verdicts] == ["max-error-rate"]
+    assert d.why[0].startswith("step 1 failed: after 75s")
+    table = r.step_table()
+    assert table["result"].iloc[0] == "failed (InsufficientEvidence)"
+    assert "max-error-rate collecting" in table["extended"].iloc[0]
+    assert "stopped before judging" in table["note"].iloc[0]  # no summary was recorded
