@@ -149,12 +149,16 @@ class LatencyComparison:
     Each second, the responses slower than that second's pooled median are the
     events: if the canary is no slower, its share of them is its share of the
     responses. Fails when the e-value reaches ``1/alpha`` and the canary's median
-    exceeds ``max_ratio`` times the original's. Needs per-request results.
+    exceeds ``max_ratio`` times the original's **and** the original's by at least
+    ``min_difference_ms``: a real but tiny difference (an idle process at a 5% weight
+    answers 0.4 ms slower than a busy one) is no regression. Needs per-request results.
     """
 
     alpha: float = 0.01
     max_ratio: float = 1.2
     min_requests: int = 100
+    min_difference_ms: float = 2.0
+    """The least slowdown of the median, in milliseconds, that can fail the gate."""
     name: str = "latency-comparison"
     compares_original: ClassVar[bool] = True
 
@@ -196,17 +200,20 @@ class LatencyComparison:
             "p_value": p,
             "alpha": self.alpha,
             "max_ratio": self.max_ratio,
+            "min_difference_ms": self.min_difference_ms,
         }
         ratio = med_c / med_o if med_o > 0 else math.inf
+        slower_ms = med_c - med_o if n_c and n_o else math.nan
         medians = (
             f"canary median {med_c:.2f} ms vs original {med_o:.2f} ms (×{ratio:.2f}), "
             f"e-value {e:.3g}"
         )
-        if e >= 1 / self.alpha and ratio > self.max_ratio:
+        if e >= 1 / self.alpha and ratio > self.max_ratio and slower_ms >= self.min_difference_ms:
             return Verdict(
                 self.name,
                 "fail",
-                f"{medians} ≥ {1 / self.alpha:.3g}, ratio > ×{self.max_ratio}",
+                f"{medians} ≥ {1 / self.alpha:.3g}, ratio > ×{self.max_ratio} and "
+                f"{slower_ms:.2f} ms ≥ {self.min_difference_ms:g} ms slower",
                 numbers,
             )
         if min(n_c, n_o) < self.min_requests:
@@ -215,5 +222,10 @@ class LatencyComparison:
                 f"{self.min_requests} each (still collecting)"
             )
             return Verdict(self.name, "insufficient", reason, numbers)
-        below = "below" if e < 1 / self.alpha else "over, but the ratio is within"
+        if e < 1 / self.alpha:
+            below = "below"
+        elif ratio <= self.max_ratio:
+            below = "over, but the ratio is within"
+        else:
+            below = f"over, but only {slower_ms:.2f} ms slower (< {self.min_difference_ms:g} ms), within"
         return Verdict(self.name, "pass", f"{medians}, {below} {1 / self.alpha:.3g}", numbers)

@@ -205,19 +205,30 @@ def test_original_defaults_to_every_other_known_version() -> None:
     assert v.numbers["original_requests"] == 100
 
 
-def test_latency_comparison_detects_a_slower_canary() -> None:
+def slower_canary(median_ms: float, factor: float) -> Traffic:
     rng = np.random.default_rng(1)
     frames = []
     for s in range(20):
         frames += [
-            requests("v1", rng.lognormal(0, 0.5, 90), start=s),
-            requests("v2", rng.lognormal(0, 0.5, 10) * 2, start=s),
+            requests("v1", median_ms * rng.lognormal(0, 0.5, 90), start=s),
+            requests("v2", median_ms * rng.lognormal(0, 0.5, 10) * factor, start=s),
         ]
-    traffic = Traffic(steady(20, (10, 0), (90, 0)), pd.concat(frames))
-    v = LatencyComparison().judge(traffic, W)
+    return Traffic(steady(20, (10, 0), (90, 0)), pd.concat(frames))
+
+
+def test_latency_comparison_detects_a_slower_canary() -> None:
+    v = LatencyComparison().judge(slower_canary(20.0, 2.0), W)
     assert v.outcome == "fail"
     assert v.numbers["canary_responses"] == 200
-    assert float(v.numbers["canary_median_ms"] or 0) > 1.5
+    assert float(v.numbers["canary_median_ms"] or 0) > 30
+
+
+def test_latency_comparison_ignores_a_sub_millisecond_slowdown() -> None:
+    """An idle canary process at 5% answers 0.8 ms where busy ones answer 0.4 ms."""
+    v = LatencyComparison().judge(slower_canary(0.4, 2.0), W)
+    assert float(v.numbers["e_value"] or 0) >= 1 / 0.01  # the difference is real...
+    assert v.outcome == "pass"  # ...but under min_difference_ms
+    assert "ms slower" in v.reason
 
 
 def test_latency_comparison_passes_the_same_distribution() -> None:
