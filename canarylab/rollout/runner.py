@@ -100,7 +100,9 @@ class RolloutStopped(RolloutError):
         summary: Mapping[str, Any] | None = None,
         verdicts: tuple[g.Verdict, ...] = (),
         outcome: Outcome | None = None,
+        changed: bool = True,
     ) -> None:
+        """``changed=False``: the run stopped before it changed anything (no canary)."""
         self.reason = reason
         self.rolled_back = rolled_back
         self.outcome = outcome or (Outcome.ROLLED_BACK if rolled_back else Outcome.FAILED)
@@ -110,7 +112,8 @@ class RolloutStopped(RolloutError):
         """The stopped step's summary-table row (empty when no step was running)."""
         self.verdicts = verdicts
         where = f" at step {step + 1} (weight {weight}%)" if step is not None else ""
-        super().__init__(f"{reason}{where}: {message}; " + _after(self.outcome))
+        after = _after(self.outcome) if changed else "nothing was changed (no canary exists)"
+        super().__init__(f"{reason}{where}: {message}; {after}")
 
     @property
     def exit_code(self) -> ExitCode:
@@ -293,8 +296,9 @@ class _Run:
             raise
         except KeyboardInterrupt:
             self._stop(Reason.INTERRUPTED, "interrupted (SIGINT/SIGTERM)", index)
-        except RolloutError as err:
-            self._stop(Reason.ROLLOUT_ERROR, str(err), index)
+        except Exception as err:  # an API error, a timeout, a bug: never leave traffic on it
+            text = str(err) if isinstance(err, RolloutError) else f"{type(err).__name__}: {err}"
+            self._stop(Reason.ROLLOUT_ERROR, text, index)
         promoted = False
         if plan.promote:
             try:
@@ -576,19 +580,29 @@ class _Run:
     def _finish(
         self, outcome: Outcome, reason: Reason | None, message: str, index: int | None = None
     ) -> None:
-        self._event(
-            RunEvent(
-                message=message,
-                state=RunState.FINISHED,
-                outcome=outcome,
-                reason=reason,
-                step=index,
-                exit_code=int(ExitCode.for_outcome(outcome)),
-            )
-        )
+        record_finished(self.rollout.recorder, outcome, reason, message, index)
 
     def _event(self, event: Any) -> None:
         self.rollout.recorder.event(event.kind, **event.fields())
+
+
+def record_finished(
+    recorder: Any,
+    outcome: Outcome,
+    reason: Reason | None,
+    message: str,
+    step: int | None = None,
+) -> None:
+    """The run's last event: ``run`` finished, with outcome, reason and exit code."""
+    event = RunEvent(
+        message=message,
+        state=RunState.FINISHED,
+        outcome=outcome,
+        reason=reason,
+        step=step,
+        exit_code=int(ExitCode.for_outcome(outcome)),
+    )
+    recorder.event(event.kind, **event.fields())
 
 
 def _no_traffic() -> g.Traffic:

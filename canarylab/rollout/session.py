@@ -28,7 +28,13 @@ from canarylab.record.events import ExitCode, Outcome, Reason
 from canarylab.record.writer import now
 from canarylab.rollout.plan import Plan, plan_from, resume_point, summary_table
 from canarylab.rollout.resource import Rollout
-from canarylab.rollout.runner import Canary, PlanOutcome, RolloutStopped, run_plan
+from canarylab.rollout.runner import (
+    Canary,
+    PlanOutcome,
+    RolloutStopped,
+    record_finished,
+    run_plan,
+)
 from canarylab.rollout.traffic import ProbeError, ProbeFeed
 
 
@@ -173,18 +179,21 @@ class RolloutSession:
         return self.feed
 
     def _unreachable(self, target: str, err: ProbeError) -> RolloutStopped:
-        rolled_back = True
-        if self.rollout.status().exists:  # an earlier run's canary: take its traffic away
+        rolled_back, existed = True, self.rollout.status().exists
+        if existed:  # an earlier run's canary: take its traffic away
             try:
                 self.rollout.abort()
             except Exception:
                 rolled_back = False
-        return RolloutStopped(
+        stopped = RolloutStopped(
             Reason.PROBE_UNREACHABLE,
             f"the probe's target {target} does not serve ({err}); check probe_target and "
             "probe_headers (the Host the gateway routes on)",
             rolled_back=rolled_back,
+            changed=existed,
         )
+        record_finished(self.recorder, stopped.outcome, stopped.reason, str(stopped))
+        return stopped
 
     def run(self) -> PlanOutcome:
         """Run the plan; always finish the record, then re-raise any failure."""
