@@ -1,20 +1,24 @@
 """Probe throughput vs wrk, and split accuracy: ``python benchmarks/probe.py [--runs N]``.
 
-Starts a private sandbox (or uses ``--state-dir``'s running one), deploys the demo app
-(``web`` v1 ×2, ``web-canary`` v2 ×1) behind an ApisixRoute, and measures through the
-sandbox gateway:
+Measures through a gateway the probe's request rate against wrk's, in the same run:
 
-1. the asyncio probe's throughput on one core (``taskset -c 0``, closed loop), and wrk's
-   throughput (one thread on the same core) in the same run, alternating, ``--runs``
-   times each; medians and their ratio (goal: the probe reaches ≥ 25% of wrk). Twice:
-   *routed* (through the gateway to the demo app's Python processes) and
-   *gateway-only* (a host no route takes, so HAProxy answers the 404 itself: what the
-   two clients can do when the backend is not the limit);
-2. split accuracy: the observed canary share at route weights 5, 25 and 50 over
-   ``--split-requests`` requests each.
+- default: a private sandbox (or ``--state-dir``'s running one), the demo app (``web``
+  v1 ×2, ``web-canary`` v2 ×1) behind an ApisixRoute, through the sandbox gateway; then
+  split accuracy (the observed canary share at route weights 5, 25 and 50 over
+  ``--split-requests`` requests each);
+- ``--local``: no sandbox; an HAProxy with the sandbox gateway's settings, on loopback,
+  in front of two demo-app processes (v1, v2) on loopback. Quick, and what a developer
+  can run anywhere HAProxy and wrk are installed.
 
-Both engines hit the same gateway and the same demo-app processes, so when those are
-the bottleneck the ratio says so: the report prints the machine's core count.
+For each target the clients take turns, round after round (the probe on uvloop, the
+probe on asyncio's loop, wrk, in an order that rotates each round), so noise from the
+shared machine hits every client; ``--runs`` rounds, medians and every run printed, and
+each probe/wrk ratio (goal: the probe reaches ≥ 25% of wrk). Every client runs closed
+loop on one core (``taskset -c 0``; wrk with one thread) with the same connections.
+Two targets: *routed* (through the gateway to the demo app's Python processes) and
+*gateway-only* (a host no route takes, so HAProxy answers the 404 itself: what the
+clients can do when the backend is not the limit). ``uptime`` is printed before and
+after each target: compare figures only with the load they were measured under.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +120,28 @@ def install_apisix_crds(api: client.ApiClient) -> None:
     raise SystemExit("the ApisixRoute CRD did not become Established")
 
 
-def run_json(argv: list[str]) -> dict[str, Any]:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+def run_json(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def pin(argv: list[str]) -> list[str]:
+    return ["taskset", "-c", "0", *argv] if shutil.which("taskset") else argv
+
+
+def uptime() -> str:
+    if shutil.which("uptime"):
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def probe_throughput(loop: str, url: str, host: str, connections: int, duration: float) -> float:
+    """The probe's achieved request rate, in a fresh process pinned to core 0."""
+    argv = [sys.executable, __file__, "--child-probe", loop, url, host]
+    argv += [str(connections), str(duration)]
+    return float(run_json(pin(argv))["rps"])
 
 
 def wrk_throughput(url: str, host: str, connections: int, duration: float) -> float:
@@ -130,19 +152,149 @@ def wrk_throughput(url: str, host: str, connections: int, duration: float) -> fl
     return float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
 
 
-def pin(argv: list[str]) -> list[str]:
-    return ["taskset", "-c", "0", *argv] if shutil.which("taskset") else argv
+def loops() -> list[str]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        print("uvloop is not installed: measuring the probe on asyncio's loop only")
+        return ["asyncio"]
+    return ["uvloop", "asyncio"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--split-requests", type=int, default=20_000)
-    parser.add_argument("--state-dir", type=Path, default=None, help="use this sandbox")
-    args = parser.parse_args()
+def compare(label: str, url: str, host: str, args: argparse.Namespace) -> None:
+    """Rounds of probe (each loop) and wrk against one target; medians and ratios."""
+    clients = [f"probe/{loop}" for loop in loops()] + ["wrk"]
+    rps: dict[str, list[float]] = {name: [] for name in clients}
+    print(f"[{label}] before: {uptime()}")
+    for round_ in range(args.runs):
+        shift = round_ % len(clients)
+        for name in clients[shift:] + clients[:shift]:
+            if name == "wrk":
+                rate = wrk_throughput(url, host, args.connections, args.duration)
+            else:
+                loop = name.split("/")[1]
+                rate = probe_throughput(loop, url, host, args.connections, args.duration)
+            rps[name].append(rate)
+    medians = {name: statistics.median(runs) for name, runs in rps.items()}
+    for name in clients:
+        runs = [round(x) for x in rps[name]]
+        print(f"[{label}] {name:<14} median {medians[name]:8.0f} req/s  runs {runs}")
+    for name in clients[:-1]:
+        ratio = 100 * medians[name] / medians["wrk"]
+        print(f"[{label}] ratio {name}/wrk: {ratio:.0f}% (goal >= 25%)")
+    if "probe/uvloop" in medians:
+        gain = 100 * (medians["probe/uvloop"] / medians["probe/asyncio"] - 1)
+        print(f"[{label}] uvloop vs asyncio: {gain:+.0f}%")
+    print(f"[{label}] after:  {uptime()}")
 
+
+def header(args: argparse.Namespace, gateway: str) -> None:
+    print(
+        f"machine: {os.cpu_count()} cores; gateway {gateway}; {args.runs} rounds of "
+        f"{args.duration:g}s, {args.connections} connections, closed loop, each client "
+        "pinned to core 0 (wrk: 1 thread)"
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_answering(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+LOCAL_HOST = "web.bench.sandbox"
+
+
+def local_config(port: int, servers: list[int]) -> str:
+    """HAProxy with the sandbox gateway's settings (canarylab.dataplane.haproxy)."""
+    lines = [
+        "global",
+        "  nbthread 1",
+        "  maxconn 5000",
+        "defaults",
+        "  mode http",
+        "  timeout connect 2s",
+        "  timeout client 60s",
+        "  timeout server 60s",
+        "  timeout http-keep-alive 30s",
+        "  timeout queue 10s",
+        "  option idle-close-on-response",
+        "  retries 3",
+        "  retry-on conn-failure empty-response",
+        "  option redispatch 1",
+        "  balance roundrobin",
+        "frontend gateway",
+        f"  bind 127.0.0.1:{port}",
+        f"  acl web req.hdr(host),lower,field(1,:) -m str {LOCAL_HOST}",
+        "  use_backend web if web",
+        "  default_backend no_route",
+        "backend no_route",
+        '  http-request return status 404 content-type text/plain string "no route"',
+        "backend web",
+        *(f"  server s{i} 127.0.0.1:{p} weight 256" for i, p in enumerate(servers)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def local_gateway(workdir: Path) -> Iterator[str]:
+    """An HAProxy on loopback in front of demo-app v1 and v2; yields its URL."""
+    if not shutil.which("haproxy"):
+        raise SystemExit("--local needs haproxy: apt-get install -y haproxy")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = []
+        for version in ("v1", "v2"):
+            port = free_port()
+            env = {**os.environ, "DEMO_VERSION": version}
+            argv = [str(Path(sys.executable).parent / "canarylab"), "demo-app"]
+            log = (workdir / f"demo-{version}.log").open("wb")
+            procs.append(
+                subprocess.Popen([*argv, "--port", str(port)], env=env, stdout=log, stderr=log)
+            )
+            ports.append(port)
+        gateway = free_port()
+        cfg = workdir / "haproxy.cfg"
+        cfg.write_text(local_config(gateway, ports))
+        log = (workdir / "haproxy.log").open("wb")
+        procs.append(subprocess.Popen(["haproxy", "-f", str(cfg)], stdout=log, stderr=log))
+        for port in [*ports, gateway]:
+            wait_answering(port)
+        yield f"http://127.0.0.1:{gateway}/"
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_local(args: argparse.Namespace) -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="canarylab-bench-") as temp,
+        local_gateway(Path(temp)) as url,
+    ):
+        header(args, f"local HAProxy {url} (demo-app v1 + v2 behind it)")
+        compare("routed", url, LOCAL_HOST, args)
+        compare("gateway-only", url, "unrouted.bench.sandbox", args)
+
+
+def run_sandbox(args: argparse.Namespace) -> None:
     temp = None if args.state_dir else tempfile.mkdtemp(prefix="canarylab-bench-")
     sb = Sandbox(args.state_dir or temp)
     started_here = not sb.is_running()
@@ -171,29 +323,12 @@ def main() -> None:
         url = str(sb.status()["gateway"]) + "/"
         host = sandbox_host("web", namespace)
         cli = [str(Path(sys.executable).parent / "canarylab")]
-        common = ["-d", str(args.duration), "-c", str(args.connections), "--json"]
 
-        print(
-            f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-            f"{args.runs} runs of {args.duration:g}s, {args.connections} connections, "
-            "probe and wrk each pinned to core 0"
-        )
+        header(args, f"sandbox {url}")
         # Routed: through the gateway to the demo app (Python processes answer).
         # Unrouted: the gateway's own 404 (HAProxy answers): what the clients can do.
-        for label, target in (("routed", host), ("gateway-only", "unrouted.bench.sandbox")):
-            probe_rps, wrk_rps = [], []
-            for _ in range(args.runs):
-                argv = [*cli, "probe", url, "--host", target, *common]
-                probe_rps.append(run_json(pin(argv))["rps"])
-                wrk_rps.append(wrk_throughput(url, target, args.connections, args.duration))
-            p, w = statistics.median(probe_rps), statistics.median(wrk_rps)
-            print(
-                f"[{label}] asyncio probe: median {p:8.0f} req/s  runs {[round(x) for x in probe_rps]}"
-            )
-            print(
-                f"[{label}] wrk, 1 thread: median {w:8.0f} req/s  runs {[round(x) for x in wrk_rps]}"
-            )
-            print(f"[{label}] ratio probe/wrk: {100 * p / w:.0f}% (goal >= 25%)")
+        compare("routed", url, host, args)
+        compare("gateway-only", url, "unrouted.bench.sandbox", args)
 
         print(f"split accuracy over {args.split_requests} requests per weight:")
         for weight in (5, 25, 50):
@@ -233,6 +368,41 @@ def main() -> None:
         finally:
             if started_here:
                 sb.down(purge=temp is not None)
+
+
+def child_probe(argv: list[str]) -> None:
+    """``--child-probe LOOP URL HOST CONNECTIONS DURATION``: one probe run, JSON out."""
+    from canarylab.probe import Probe, ProbeSettings
+    from canarylab.probe.loop import run
+
+    loop, url, host, connections, duration = argv
+    settings = ProbeSettings(
+        url=url, duration=float(duration), connections=int(connections), headers=(("Host", host),)
+    )
+    result = run(Probe(settings).run(), name=loop)
+    print(json.dumps({"loop": loop, "rps": result.summary()["rps"], "failed": result.failed}))
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child-probe"]:
+        child_probe(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5, help="rounds (each client once per round)")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--split-requests", type=int, default=20_000)
+    parser.add_argument("--state-dir", type=Path, default=None, help="use this sandbox")
+    parser.add_argument(
+        "--local", action="store_true", help="a local HAProxy + demo app instead of a sandbox"
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("benchmarks/probe.py needs wrk: apt-get install -y wrk")
+    if args.local:
+        run_local(args)
+    else:
+        run_sandbox(args)
 
 
 if __name__ == "__main__":

@@ -190,29 +190,32 @@ class Probe:
         )
 
     async def _one_fast(self, slot: list[Connection | None]) -> None:
-        """One request on the slot's kept-alive connection (opened when needed)."""
+        """One request on the slot's kept-alive connection (opened when needed).
+
+        No timer per request: the request carries its deadline and ``_expire`` fails
+        it once the deadline has passed (a timer each would cost about a tenth of the
+        probe's rate)."""
         s = self.settings
         begin = time.perf_counter()
+        deadline = begin + s.timeout
         version, status, error = UNKNOWN, 0, None
         try:
-            async with asyncio.timeout(s.timeout):
-                conn = slot[0]
-                reused = conn is not None and not conn.closed and conn.reusable
-                if not reused:
-                    if conn is not None:
-                        conn.close()
-                    conn = slot[0] = await self._connect()
-                assert conn is not None
-                try:
-                    response = await conn.request(self._request)
-                except ConnectionError:
-                    if not reused:
-                        raise
-                    # The server closed an idle kept-alive connection as we sent on it:
-                    # what any client does, send once more on a fresh one.
+            conn = slot[0]
+            reused = conn is not None and not conn.closed and conn.reusable
+            if conn is None or not reused:
+                if conn is not None:
                     conn.close()
-                    conn = slot[0] = await self._connect()
-                    response = await conn.request(self._request)
+                conn = slot[0] = await self._connect(deadline)
+            try:
+                response = await conn.request(self._request, deadline)
+            except ConnectionError:
+                if not reused:
+                    raise
+                # The server closed an idle kept-alive connection as we sent on it:
+                # what any client does, send once more on a fresh one.
+                conn.close()
+                conn = slot[0] = await self._connect(deadline)
+                response = await conn.request(self._request, deadline)
             status = response.status
             if self._pattern is not None:
                 version = classify_body(self._pattern, response.body.decode("utf-8", "replace"))
@@ -231,10 +234,27 @@ class Probe:
             self._started + (now - self._t0), version, status, (now - begin) * 1000, error
         )
 
-    async def _connect(self) -> Connection:
-        return await Connection.open(
-            self._host, self._port, self._header, keep_body=self._pattern is not None
+    async def _connect(self, deadline: float) -> Connection:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise TimeoutError("no time left to connect")
+        return await asyncio.wait_for(
+            Connection.open(
+                self._host, self._port, self._header, keep_body=self._pattern is not None
+            ),
+            left,
         )
+
+    async def _expire(self, slots: list[list[Connection | None]]) -> None:
+        """Fail every request past its deadline, checking a few times per timeout."""
+        tick = min(0.1, self.settings.timeout / 10)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.perf_counter()
+            for slot in slots:
+                conn = slot[0]
+                if conn is not None:
+                    conn.expire(now)
 
     @staticmethod
     def _drop(slot: list[Connection | None]) -> None:
@@ -315,12 +335,11 @@ class Probe:
                 self._header = s.classify_header.lower().encode("latin-1")
                 slots: list[list[Connection | None]] = [[None] for _ in range(s.connections)]
 
-                async def send_fast(index: int) -> None:
-                    await self._one_fast(slots[index])
-
+                expiry = asyncio.create_task(self._expire(slots))
                 try:
-                    await self._load(send_fast, deadline)
+                    await self._load(lambda index: self._one_fast(slots[index]), deadline)
                 finally:
+                    expiry.cancel()
                     for slot in slots:
                         self._drop(slot)
             else:

@@ -21,6 +21,7 @@ request at a time.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -87,6 +88,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = True
+        self.deadline = math.inf
+        """When the request in flight times out (``time.perf_counter()`` seconds)."""
         self._classify = classify
         self._keep_body = keep_body
         self._parser = self._new_parser()
@@ -182,10 +185,16 @@ class Connection(asyncio.Protocol):
 
     # -- the client ----------------------------------------------------------------
 
-    async def request(self, data: bytes) -> Response:
-        """Send one request (bytes from :func:`build_request`) and await its response."""
+    async def request(self, data: bytes, deadline: float = math.inf) -> Response:
+        """Send one request (bytes from :func:`build_request`) and await its response.
+
+        ``deadline`` (``time.perf_counter()`` seconds) is when :meth:`expire` may fail
+        the request with ``TimeoutError``; the caller calls it, so that a probe with
+        many connections needs one timer, not one per request.
+        """
         if self.closed or self.transport is None:
             raise ConnectionResetError("connection is closed")
+        self.deadline = deadline
         if self._head_request:
             self._parser = self._new_parser()
         self._head_request = data.startswith(b"HEAD ")
@@ -194,6 +203,11 @@ class Connection(asyncio.Protocol):
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return await self._waiter
+
+    def expire(self, now: float) -> None:
+        """Fail the request in flight with ``TimeoutError`` if ``now`` is past its deadline."""
+        if now >= self.deadline and self._waiter is not None and not self._waiter.done():
+            self._fail(TimeoutError("no complete answer before the probe's timeout"))
 
     def close(self) -> None:
         self.closed = True
