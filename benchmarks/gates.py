@@ -5,7 +5,9 @@
 Each rollout: a 10 s baseline at weight 0, then the demo's steps 5/25/50/100% with 30 s
 holds (extended while a gate is still collecting, up to 90 s, then failed closed),
 at a probe rate of 200 rps. The original fails 0.5% of requests with a version and
-times out 0.1% without one; latencies are log-normal around 1 ms. Scenarios: healthy
+times out 0.1% without one; latencies are log-normal around 10 ms (the latency
+comparison ignores a median less than ``min_difference_ms`` = 2 ms slower, so a 1.5x
+canary must be more than that to count). Scenarios: healthy
 canaries (the false-alarm rate), canaries at 3x the original's error rate, canaries at
 1.5x its latency, a hanging canary (every request times out, no version) and a canary
 that gets no traffic. The new default gates (``canarylab.gates``, the runbook's
@@ -40,6 +42,7 @@ RATE = 200
 STEPS = (5, 25, 50, 100)
 HOLD, MAX_HOLD, BASELINE_S = 30, 90, 10
 P_ORIGINAL, P_UNVERSIONED = 0.005, 0.001
+LATENCY_MS = 10.0  # median latency of the original
 GATES = {  # the runbook's defaults
     "traffic_share": {"tolerance": 0.5},
     "max_error_rate": {"limit": 0.05, "min_requests": 50},
@@ -100,8 +103,8 @@ def simulate(
     # Per-request results of responses (failures have no latency that matters here).
     per_c, per_o = n_c - lost_c, n_o - lost_o
     sec_c, sec_o = np.repeat(secs, per_c), np.repeat(secs, per_o)
-    lat_c = rng.lognormal(0.0, 0.5, sec_c.size) * sc.latency_ratio
-    lat_o = rng.lognormal(0.0, 0.5, sec_o.size)
+    lat_c = LATENCY_MS * rng.lognormal(0.0, 0.5, sec_c.size) * sc.latency_ratio
+    lat_o = LATENCY_MS * rng.lognormal(0.0, 0.5, sec_o.size)
     t = np.concatenate([sec_c + rng.random(sec_c.size), sec_o + rng.random(sec_o.size)])
     order = np.argsort(t, kind="stable")
     err_c = np.zeros(sec_c.size, dtype=bool)
@@ -346,6 +349,12 @@ def _tasks(
             yield index, sc, seed, i, bonferroni
 
 
+def _progress(results: list[list[Result]], t0: float) -> None:
+    done = sum(len(rs) for rs in results)
+    if done % 100 == 0:
+        print(f"  {done} rollouts, {time.perf_counter() - t0:.0f} s, load {_load()}", flush=True)
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -380,9 +389,11 @@ def main() -> None:
         with multiprocessing.get_context("fork").Pool(args.workers) as pool:
             for index, r in pool.imap_unordered(_run, tasks, chunksize=4):
                 results[index].append(r)
+                _progress(results, t0)
     else:
         for index, r in map(_run, tasks):
             results[index].append(r)
+            _progress(results, t0)
     duration = time.perf_counter() - t0
     print(
         f"{'scenario':24} {'gates':7} {'n':>5} {'rolled back':>12} {'95% CI':>17} "
