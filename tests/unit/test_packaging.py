@@ -335,3 +335,26 @@ def installed_version(name: str) -> str | None:
         return md.version(name)
     except md.PackageNotFoundError:
         return None
+
+
+def test_the_controller_memory_limit_holds_the_measured_peak() -> None:
+    """deploy/controller.yaml's limit stays above every controller peak RSS that
+    benchmarks/README.md reports, with a quarter to spare (an OOM-kill mid-rollout
+    leaves routes where the controller last put them)."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((REPO / "deploy" / "controller.yaml").read_text()))
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    limit = container["resources"]["limits"]["memory"]
+    match = re.fullmatch(r"(\d+)(Mi|Gi)", limit)
+    assert match, f"memory limit {limit!r}: write it in Mi or Gi"
+    limit_mib = int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
+    rows = [
+        line
+        for line in (REPO / "benchmarks" / "README.md").read_text().splitlines()
+        if line.startswith("|") and "peak RSS" in line
+    ]
+    measured = [int(m) for row in rows for m in re.findall(r"(?<!≤ )\b(\d+) MiB", row)]
+    assert measured, "benchmarks/README.md reports no controller peak RSS"
+    assert limit_mib >= 1.25 * max(measured), f"{limit} < 1.25 x {max(measured)} MiB measured"
