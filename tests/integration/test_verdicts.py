@@ -206,6 +206,11 @@ def assert_rolled_back(
     assert list(failed["weight"]) == [25], run.describe()
     started = steps[steps["state"] == StepState.STARTED]
     assert list(started["weight"]) == [25]  # the canary did have weight 25
+    # the controller applied 25% to the route, and later 0% (before the delete)
+    status = r.events_of(Kind.STATUS)
+    applied = list(status["applied_weight"])
+    assert 25 in applied, applied
+    assert 0 in applied[applied.index(25) :], applied
     actions = r.events_of(Kind.ACTION)
     assert "replace" not in set(actions["what"]), "a rolled-back run asked for a replace"
     zero = actions[(actions["what"] == "set_weight") & (actions["weight"] == 0)]
@@ -369,25 +374,30 @@ def test_a_wrong_probe_target_fails_first_naming_the_probe_and_never_promotes(
 
 
 def test_a_healthy_canary_with_the_default_gates_is_promoted(
-    controller: Any,
-    sandbox: Any,
-    api_client: Any,
-    namespace: str,
-    parent: dict[str, Any],
-    tmp_path: Path,
+    controller: Any, sandbox: Any, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
-    """The control of the tests above: the same defaults let a good canary through."""
+    """The control of the tests above, shaped like ``make demo`` (3 + 3 replicas, steps
+    5/25/50/100, hold 15 s, 200 req/s): the same default gates let a good canary through."""
+    deploy_parent(api_client, namespace, replicas=3)
+    before = parent_template(api_client, namespace)
     params = runbook_parameters(
-        sandbox, namespace, tmp_path, steps=[5, 25, 100], canary_env={"DEMO_MESSAGE": "hi"}
+        sandbox,
+        namespace,
+        tmp_path,
+        replicas=3,
+        steps=[5, 25, 50, 100],
+        hold=15,
+        canary_env={"DEMO_MESSAGE": "hello Hongbo"},
     )
+    params.pop("max_hold")  # the runbook's default, as in the demo
     run = run_cli(params, tmp_path)
     r = run.record
     last = last_run_event(r)
     assert last["outcome"] == Outcome.SUCCEEDED, run.describe()
     assert r.metadata["outcome"] == Outcome.SUCCEEDED
     steps = r.events_of(Kind.STEP)
-    assert list(steps[steps["state"] == StepState.PASSED]["weight"]) == [5, 25, 100]
-    assert parent_template(api_client, namespace) != parent  # promoted
+    assert list(steps[steps["state"] == StepState.PASSED]["weight"]) == [5, 25, 50, 100]
+    assert parent_template(api_client, namespace) != before  # promoted
     dep = client.AppsV1Api(api_client).read_namespaced_deployment(PARENT, namespace)
     assert dep.spec.template.spec.containers[0].image == "canarylab/demo:v2"
     assert canary_objects(api_client, namespace) == []
