@@ -25,7 +25,7 @@ import yaml
 
 from canarylab.plots import figures, frames
 from canarylab.plots.replay import Decision, Replay
-from canarylab.plots.verdicts import fmt
+from canarylab.plots.verdicts import fmt, gates_at
 from canarylab.record.events import Outcome
 
 SCRUB_STEPS = 120
@@ -42,11 +42,12 @@ def describe_state(state: dict[str, object]) -> str:
     assert isinstance(share, dict)
     traffic = ", ".join(f"{v} {s:.1f}%" for v, s in share.items()) or "no traffic"
     at = pd.Timestamp(str(state["time"])).strftime("%H:%M:%S")
+    gates = f" · gates {state['gates']}" if state.get("gates") else ""
     return (
         f"{at} UTC · phase {state.get('phase') or '–'} · weight desired "
         f"{pct(state.get('desired_weight'))}, applied {pct(state.get('applied_weight'))} · "
         f"traffic {traffic} · {state.get('failures', 0)} failed of {state.get('requests', 0)} "
-        f"(last 10 s) · last action: {state.get('last_action') or '–'}"
+        f"(last 10 s) · last action: {state.get('last_action') or '–'}{gates}"
     )
 
 
@@ -68,12 +69,17 @@ def add_scrubber(
     samples: pd.DataFrame,
     events: pd.DataFrame,
     positions: int = SCRUB_STEPS,
+    verdicts: pd.DataFrame | None = None,
 ) -> None:
-    """Add to a timeline spec a slider moving a cursor line and a caption with the state there."""
+    """Add to a timeline spec a slider moving a cursor line and a caption with the state
+    there (with the gates' states then, given ``verdicts`` of ``Replay.verdicts()``)."""
     times = scrub_times(samples, events, positions)
     if not times:
         return
     states = frames.states_at(samples, events, times)
+    if verdicts is not None:
+        for state, gates in zip(states, gates_at(verdicts, times), strict=True):
+            state["gates"] = gates
     xs = [str(x) for x in frames.naive_utc(pd.Series(times))]
     layout = spec["layout"]
     shapes = layout.setdefault("shapes", [])
@@ -243,7 +249,8 @@ def sections(replay: Replay) -> list[tuple[str, go.Figure | dict[str, Any] | pd.
     The timeline stays a dict: it is written without a second validation pass.
     """
     spec = figures.timeline_spec(replay.samples, replay.events, title=replay.title)
-    add_scrubber(spec, replay.samples, replay.events)
+    verdicts = replay.verdicts()
+    add_scrubber(spec, replay.samples, replay.events, verdicts=verdicts)
     steps = replay.step_table()
     caption = "per step (counts replayed from the samples; note: where they differ from the judged)"
     if steps.empty:  # a record without plan steps (a notebook session): steps by weight
@@ -251,7 +258,6 @@ def sections(replay: Replay) -> list[tuple[str, go.Figure | dict[str, Any] | pd.
         caption = "per step (no plan steps recorded: steps by weight change)"
     bars = figures.step_bars(frames.step_table(replay.samples, replay.events))
     acted = frames.actions(replay.events)[["time", "message"]]
-    verdicts = replay.verdicts()
     return [
         ("timeline", spec),
         (caption, steps),

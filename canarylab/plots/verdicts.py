@@ -206,3 +206,35 @@ def gates_html(verdicts: Sequence[Any], heading: str = "gates") -> str:
         f"<b>{html.escape(heading)}</b>"
         '<table style="font-size:12px;border-collapse:collapse">' + "".join(cells) + "</table>"
     )
+
+
+def gates_at(verdicts: pd.DataFrame, times: Sequence[pd.Timestamp]) -> list[str]:
+    """At each time, the last state of each gate of the latest step judged by then.
+
+    ``verdicts`` is the frame of ``Replay.verdicts()`` (``t``, ``step``, ``gate``,
+    ``state``). Gives ``"step 2: traffic-share passes, max-error-rate collecting"``, or
+    ``""`` before the first verdict: the caption of a replay's time slider.
+    """
+    if verdicts.empty or not len(times):
+        return ["" for _ in times]
+    ordered = verdicts.sort_values("t", kind="stable")
+    stamps = pd.DatetimeIndex(pd.to_datetime(ordered["t"], utc=True)).as_unit("ns").asi8
+    at = pd.DatetimeIndex(pd.to_datetime(list(times), utc=True)).as_unit("ns").asi8
+    seen = stamps.searchsorted(at, side="right")
+    steps = ordered["step"].to_list()
+    gates = ordered["gate"].astype(str).to_list()
+    states = ordered["state"].astype(str).to_list()
+    out = []
+    for n in seen:
+        if n == 0:
+            out.append("")
+            continue
+        step = steps[n - 1]
+        last: dict[str, str] = {}
+        for i in range(n):
+            if steps[i] == step:
+                last[gates[i]] = states[i]
+        shown = ", ".join(f"{gate} {state}" for gate, state in last.items())
+        label = f"step {int(step)}" if number(step) is not None else "gates"
+        out.append(f"{label}: {shown}")
+    return out

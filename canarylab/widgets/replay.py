@@ -3,9 +3,10 @@
 A :class:`ReplayExplorer` shows the recorded timeline as a ``FigureWidget`` with a
 cursor line, and an ipywidgets slider over the record's seconds; moving it moves
 the cursor and shows the state at that second (phase, desired and applied weight,
-the traffic share of the last seconds, the last operator action). The states are
-computed once, vectorised (:func:`canarylab.plots.frames.states_at`), so scrubbing
-costs a relayout, not a query. Reads a loaded record only.
+the traffic share of the last seconds, the last operator action, the gates' states
+then). The states are computed once, vectorised
+(:func:`canarylab.plots.frames.states_at`), so scrubbing costs a relayout, not a query.
+Reads a loaded record only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import plotly.graph_objects as go
 from canarylab.plots import figures, frames
 from canarylab.plots.replay import Replay
 from canarylab.plots.report import describe_state, scrub_times
+from canarylab.plots.verdicts import gates_at
 
 POSITIONS = 600
 """Slider positions at most (one per second for records up to 10 minutes)."""
@@ -32,6 +34,8 @@ class ReplayExplorer:
         self.replay = replay
         self.times = scrub_times(replay.samples, replay.events, positions)
         self.states = frames.states_at(replay.samples, replay.events, self.times, window_s)
+        for state, gates in zip(self.states, gates_at(replay.verdicts(), self.times), strict=True):
+            state["gates"] = gates
         spec = figures.timeline_spec(replay.samples, replay.events, title=replay.title)
         layout: dict[str, Any] = spec["layout"]
         shapes = layout.setdefault("shapes", [])

@@ -465,3 +465,17 @@ def test_insufficient_evidence_names_the_gates_still_collecting(tmp_path: Path) 
     assert table["result"].iloc[0] == "failed (InsufficientEvidence)"
     assert "max-error-rate collecting" in table["extended"].iloc[0]
     assert "stopped before judging" in table["note"].iloc[0]  # no summary was recorded
+
+
+def test_the_time_slider_shows_the_gates_then(gated: Replay) -> None:
+    times = [T0 + pd.Timedelta(seconds=s) for s in (50, 150, 196, 250)]
+    assert verdicts.gates_at(gated.verdicts(), times) == [
+        "",
+        "step 1: max-error-rate collecting",
+        "step 1: max-error-rate passes",
+        "step 2: max-error-rate fails",
+    ]
+    spec = report.sections(gated)[0][1]
+    assert isinstance(spec, dict)
+    captions = [s["args"][0] for s in spec["layout"]["sliders"][0]["steps"]]
+    assert any("gates step 2: max-error-rate fails" in str(c) for c in captions)
