@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,7 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from kubernetes import client, config
@@ -137,19 +138,34 @@ def uptime() -> str:
     return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def probe_throughput(loop: str, url: str, host: str, connections: int, duration: float) -> float:
+class Run(NamedTuple):
+    rps: float
+    """Requests completed per second (any status)."""
+    cpu_us: float
+    """The client's CPU (user + system) per request, in microseconds: what the shared
+    machine's load disturbs least."""
+
+
+def probe_throughput(loop: str, url: str, host: str, connections: int, duration: float) -> Run:
     """The probe's achieved request rate, in a fresh process pinned to core 0."""
     argv = [sys.executable, __file__, "--child-probe", loop, url, host]
     argv += [str(connections), str(duration)]
-    return float(run_json(pin(argv))["rps"])
+    out = run_json(pin(argv))
+    return Run(float(out["rps"]), float(out["cpu_us"]))
 
 
-def wrk_throughput(url: str, host: str, connections: int, duration: float) -> float:
+def wrk_throughput(url: str, host: str, connections: int, duration: float) -> Run:
     argv = pin(
         ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "-H", f"Host: {host}", url]
     )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    return float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = out.splitlines()
+    rps = float(next(line for line in lines if "Requests/sec" in line).split()[1])
+    total = int(next(line for line in lines if "requests in" in line).split()[0])
+    return Run(rps, 1e6 * cpu / max(total, 1))
 
 
 def loops() -> list[str]:
@@ -164,27 +180,34 @@ def loops() -> list[str]:
 def compare(label: str, url: str, host: str, args: argparse.Namespace) -> None:
     """Rounds of probe (each loop) and wrk against one target; medians and ratios."""
     clients = [f"probe/{loop}" for loop in loops()] + ["wrk"]
-    rps: dict[str, list[float]] = {name: [] for name in clients}
+    runs: dict[str, list[Run]] = {name: [] for name in clients}
     print(f"[{label}] before: {uptime()}")
     for round_ in range(args.runs):
         shift = round_ % len(clients)
         for name in clients[shift:] + clients[:shift]:
             if name == "wrk":
-                rate = wrk_throughput(url, host, args.connections, args.duration)
+                run = wrk_throughput(url, host, args.connections, args.duration)
             else:
                 loop = name.split("/")[1]
-                rate = probe_throughput(loop, url, host, args.connections, args.duration)
-            rps[name].append(rate)
-    medians = {name: statistics.median(runs) for name, runs in rps.items()}
+                run = probe_throughput(loop, url, host, args.connections, args.duration)
+            runs[name].append(run)
+    rps = {name: statistics.median(r.rps for r in rs) for name, rs in runs.items()}
+    cpu = {name: statistics.median(r.cpu_us for r in rs) for name, rs in runs.items()}
     for name in clients:
-        runs = [round(x) for x in rps[name]]
-        print(f"[{label}] {name:<14} median {medians[name]:8.0f} req/s  runs {runs}")
+        print(
+            f"[{label}] {name:<14} median {rps[name]:8.0f} req/s, {cpu[name]:5.1f} us CPU/req"
+            f"  runs {[round(r.rps) for r in runs[name]]}"
+        )
     for name in clients[:-1]:
-        ratio = 100 * medians[name] / medians["wrk"]
-        print(f"[{label}] ratio {name}/wrk: {ratio:.0f}% (goal >= 25%)")
-    if "probe/uvloop" in medians:
-        gain = 100 * (medians["probe/uvloop"] / medians["probe/asyncio"] - 1)
-        print(f"[{label}] uvloop vs asyncio: {gain:+.0f}%")
+        ratio = 100 * rps[name] / rps["wrk"]
+        print(
+            f"[{label}] ratio {name}/wrk: {ratio:.0f}% of the rate (goal >= 25%), "
+            f"{cpu[name] / cpu['wrk']:.1f}x the CPU per request"
+        )
+    if "probe/uvloop" in rps:
+        gain = 100 * (rps["probe/uvloop"] / rps["probe/asyncio"] - 1)
+        saved = 100 * (1 - cpu["probe/uvloop"] / cpu["probe/asyncio"])
+        print(f"[{label}] uvloop vs asyncio: rate {gain:+.0f}%, CPU per request {-saved:+.0f}%")
     print(f"[{label}] after:  {uptime()}")
 
 
@@ -379,8 +402,12 @@ def child_probe(argv: list[str]) -> None:
     settings = ProbeSettings(
         url=url, duration=float(duration), connections=int(connections), headers=(("Host", host),)
     )
+    start = time.process_time()
     result = run(Probe(settings).run(), name=loop)
-    print(json.dumps({"loop": loop, "rps": result.summary()["rps"], "failed": result.failed}))
+    cpu = time.process_time() - start
+    total = max(len(result.requests), 1)
+    summary = {"loop": loop, "rps": result.summary()["rps"], "failed": result.failed}
+    print(json.dumps({**summary, "cpu_us": 1e6 * cpu / total}))
 
 
 def main() -> None:
