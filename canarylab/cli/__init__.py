@@ -8,6 +8,8 @@ breaks only the command that needs it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -22,9 +24,51 @@ from canarylab.cli.rollout import COMMANDS as rollout_commands
 from canarylab.cli.run import run
 from canarylab.cli.sandbox import sandbox
 from canarylab.errors import CanarylabError
+from canarylab.record.events import EXIT_CODES_HELP, ExitCode
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Canarylab(click.Group):
+    """The command group; its ``main`` turns errors into the exit codes of ``ExitCode``.
+
+    A usage error (a bad option, argument or ``-p`` parameter) exits 64, not click's 2,
+    which means "rolled back, safe" here; canarylab's own errors print a message and
+    exit 1. Commands that know better (``run``, the rollout verbs) exit themselves.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.UsageError as err:
+            err.show()
+            sys.exit(int(ExitCode.USAGE))
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.exceptions.Exit as err:
+            sys.exit(err.exit_code)
+        except CanarylabError as err:
+            click.secho(f"error: {err}", fg="red", err=True)
+            sys.exit(int(ExitCode.ERROR))
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(
+    cls=Canarylab,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(__version__, prog_name="canarylab")
 def cli() -> None:
     """Canary rollouts on Kubernetes, from Jupyter, the CLI or a runbook."""
@@ -44,17 +88,5 @@ for command in rollout_commands:  # status, weight, replace, abort
 
 
 def main() -> None:
-    """Entry point: run the CLI, turning canarylab's own errors into a message."""
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except CanarylabError as err:
-        click.secho(f"error: {err}", fg="red", err=True)
-        sys.exit(1)
+    """Entry point: run the CLI, turning errors into exit codes (``Canarylab.main``)."""
+    cli()

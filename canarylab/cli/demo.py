@@ -136,6 +136,7 @@ def _report(console: Console, out: Path, notebook: Path, error: str | None, bad:
     import pandas as pd
 
     from canarylab import record
+    from canarylab.record.events import Outcome
 
     meta = record.load(out / "record").metadata
     outcome = meta.get("outcome", "unknown")
@@ -153,13 +154,13 @@ def _report(console: Console, out: Path, notebook: Path, error: str | None, bad:
     if html.name:
         console.print(f"report:            {html}")
     if bad:
-        if outcome == "rolled-back":
+        if outcome == Outcome.ROLLED_BACK:
             console.print("[green]the gates caught the bad canary and rolled it back:[/]")
             console.print(escape(str(error)))
             return True
         console.print(f"[red]expected a rollback, got outcome {outcome!r}:[/] {escape(str(error))}")
         return False
-    if error is not None or outcome != "succeeded":
+    if error is not None or outcome != Outcome.SUCCEEDED:
         console.print(f"[red]the rollout did not succeed ({outcome}):[/] {escape(str(error))}")
         return False
     console.print("[green]rollout succeeded: the parent now runs v2 and the canary is gone")

@@ -2,14 +2,98 @@
 
 Thin wrappers over ``canarylab.rollout.Rollout``; each verb can write to a record
 (``--record DIR``) so shell actions show up in the postmortem next to the runbook's.
+
+Exit codes (``canarylab.record.events.ExitCode``): 0 done; 1 an error before the verb
+changed anything (no cluster, no such canary, the API refused the first request); 3
+when it failed or was interrupted (SIGINT, SIGTERM) after it asked for a change (the
+weight may be half applied: look at the canary); 64 bad input. SIGTERM is handled as
+SIGINT: the verb stops waiting and exits with that code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+
+from canarylab.errors import CanarylabError
+from canarylab.record.events import EXIT_CODES_HELP, ExitCode
+
+
+class Watch:
+    """A recorder (``RecorderLike``) that notes whether a change was asked for.
+
+    Forwards to the ``--record`` recorder when there is one. Every ``Rollout`` action is
+    an ``action`` event: ``unchanged`` and ``error: …`` results changed nothing, any
+    other result (``requested``, ``created``, ``deleted`` …) may have.
+    """
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+        self.changed = False
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return self.inner.event(kind, **fields) if self.inner is not None else {}
+
+    def action(self, what: str, result: str, who: str | None = None, **details: Any) -> None:
+        if result != "unchanged" and not result.startswith("error"):
+            self.changed = True
+        if self.inner is not None:
+            self.inner.action(what, result, who, **details)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
+
+def verb_exit_code(err: BaseException | None, changed: bool) -> ExitCode:
+    """The exit code of a verb that raised ``err`` (None: it succeeded)."""
+    if err is None:
+        return ExitCode.OK
+    return ExitCode.UNSAFE if changed else ExitCode.ERROR
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises KeyboardInterrupt like SIGINT (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def drive(watch: Watch, action: Callable[[], Any]) -> Any:
+    """Run a verb's action; on an error or interrupt say why and exit with its code."""
+    try:
+        with sigterm_as_interrupt():
+            return action()
+    except (CanarylabError, KeyboardInterrupt) as err:
+        code = verb_exit_code(err, watch.changed)
+        text = str(err) if isinstance(err, CanarylabError) else "interrupted (SIGINT/SIGTERM)"
+        after = (
+            "a change was already requested: check the canary (`canarylab status`)"
+            if code == ExitCode.UNSAFE
+            else "nothing was changed"
+        )
+        click.secho(f"error: {text}; {after}", fg="red", err=True)
+        sys.exit(int(code))
+    finally:
+        watch.close()
+
 
 _common = [
     click.option("-n", "--namespace", default="default", show_default=True),
@@ -33,20 +117,24 @@ def _options(fn: Any) -> Any:
     return fn
 
 
-def _rollout(name: str, namespace: str, kubeconfig: str | None, record_dir: str | None) -> Any:
+def _rollout(
+    name: str, namespace: str, kubeconfig: str | None, record_dir: str | None
+) -> tuple[Any, Watch]:
+    """The ``Rollout`` of canary NAME, and the ``Watch`` recording what it changes."""
     from canarylab.rollout import Rollout
 
-    recorder = None
-    if record_dir:
-        from canarylab.record import Recorder
-
-        recorder = Recorder(record_dir)
     api = _api(kubeconfig)
     parent = name
     obj = Rollout(namespace, name, kube=api).get()
     if obj is not None:
         parent = obj["spec"]["parentDeployment"]
-    return Rollout(namespace, parent, name=name, kube=api, recorder=recorder)
+    recorder = None
+    if record_dir:
+        from canarylab.record import Recorder
+
+        recorder = Recorder(record_dir)
+    watch = Watch(recorder)
+    return Rollout(namespace, parent, name=name, kube=api, recorder=watch), watch
 
 
 def _api(kubeconfig: str | None) -> Any:
@@ -55,7 +143,7 @@ def _api(kubeconfig: str | None) -> Any:
     return api_client(kubeconfig)
 
 
-@click.command("status")
+@click.command("status", epilog=EXIT_CODES_HELP)
 @click.argument("name", required=False)
 @_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -70,7 +158,7 @@ def status(
     api = _api(kubeconfig)
     custom = client.CustomObjectsApi(api)
     if name:
-        items = [_rollout(name, namespace, kubeconfig, None).get()]
+        items = [_rollout(name, namespace, kubeconfig, None)[0].get()]
         if items[0] is None:
             raise click.ClickException(f"no CanaryDeployment {namespace}/{name}")
     else:
@@ -100,7 +188,7 @@ def status(
     Console().print(table)
 
 
-@click.command("weight")
+@click.command("weight", epilog=EXIT_CODES_HELP)
 @click.argument("name")
 @click.argument("weight", type=click.IntRange(0, 100))
 @_options
@@ -116,12 +204,12 @@ def weight(
     timeout: float,
 ) -> None:
     """Send WEIGHT percent of traffic to canary NAME (waits until the route carries it)."""
-    r = _rollout(name, namespace, kubeconfig, record_dir)
-    snap = r.set_weight(weight, wait=not no_wait, timeout=timeout)
+    r, watch = _rollout(name, namespace, kubeconfig, record_dir)
+    snap = drive(watch, lambda: r.set_weight(weight, wait=not no_wait, timeout=timeout))
     click.echo(snap.brief())
 
 
-@click.command("replace")
+@click.command("replace", epilog=EXIT_CODES_HELP)
 @click.argument("name")
 @_options
 @click.option("--no-wait", is_flag=True, help="Return once replace is requested.")
@@ -135,11 +223,11 @@ def replace(
     timeout: float,
 ) -> None:
     """Promote canary NAME into its parent Deployment (waits for phase Replaced)."""
-    r = _rollout(name, namespace, kubeconfig, record_dir)
-    click.echo(r.replace(wait=not no_wait, timeout=timeout).brief())
+    r, watch = _rollout(name, namespace, kubeconfig, record_dir)
+    click.echo(drive(watch, lambda: r.replace(wait=not no_wait, timeout=timeout)).brief())
 
 
-@click.command("abort")
+@click.command("abort", epilog=EXIT_CODES_HELP)
 @click.argument("name")
 @_options
 @click.option("--timeout", default=60.0, show_default=True)
@@ -147,8 +235,8 @@ def abort(
     name: str, namespace: str, kubeconfig: str | None, record_dir: str | None, timeout: float
 ) -> None:
     """Roll canary NAME back: weight 0 (route 100% parent), then delete it."""
-    r = _rollout(name, namespace, kubeconfig, record_dir)
-    r.abort(timeout=timeout)
+    r, watch = _rollout(name, namespace, kubeconfig, record_dir)
+    drive(watch, lambda: r.abort(timeout=timeout))
     click.echo(f"{namespace}/{name}: rolled back (route 100% parent, canary deleted)")
 
 
