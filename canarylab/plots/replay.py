@@ -87,7 +87,9 @@ class Decision:
                 if s.reason
                 else f"gate {s.gate} {s.state}{at} [{s.evidence}; {s.statistic}]"
             )
-        if self.message and (not lines or self.reason not in (Reason.GATE_FAILED, None)):
+        failing = any(v.get("outcome") == "fail" for v in self.verdicts)
+        if self.message and (not lines or not failing):
+            # the runner's sentence carries the final numbers of gates still collecting
             lines.insert(0, readable(self.message))
         return lines
 
@@ -268,9 +270,16 @@ class Replay:
         replayed = self._replayed_rows()
         table = summary_table(replayed)
         results, held, extended, judged, notes = [], [], [], [], []
+        stopped_by = {  # a failed step's reason, when only its run's end event says it
+            _int(e.get("step")): _text(e.get("reason"))
+            for e in self.rows_of(Kind.RUN)
+            if e.get("state") == RunState.FINISHED and _int(e.get("step")) is not None
+        }
         for end, row in zip(ends, replayed, strict=True):
             state = str(end["state"])
             reason = end.get("reason")
+            if state == StepState.FAILED and not reason:
+                reason = stopped_by.get(int(end["step"])) or None
             results.append(f"{state} ({reason})" if reason else state)
             summary = end["summary"] or {}
             held.append(number_or_nan(summary.get("held_s", end["held_s"])))

@@ -290,7 +290,7 @@ def test_decision_names_the_gate_its_numbers_and_the_step(gated: Replay) -> None
 def test_one_step_table_says_why_replayed_counts_differ(gated: Replay) -> None:
     table = gated.step_table()
     assert list(table["step"]) == [1, 2]
-    assert list(table["result"]) == ["passed", "failed"]
+    assert list(table["result"]) == ["passed", "failed (GateFailed)"]  # from the run event
     assert "max-error-rate collecting" in table["extended"].iloc[0]
     assert table["extended"].iloc[1] == ""
     # step 1 was judged at its look 5 s before the end: the replay counts those seconds
