@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from canarylab.cli import cli
-from canarylab.cli.rollout import Watch, verb_exit_code
+from canarylab.cli.rollout import Watch, drive, verb_exit_code
 from canarylab.cli.run import (
     Execution,
     RecordMark,
@@ -214,6 +214,29 @@ def test_watch_notes_requested_changes_and_forwards() -> None:
     w.close()
     assert seen[-1] == ("closed", "")
     assert Watch().event(Kind.ACTION) == {}
+
+
+def test_drive_exits_with_the_verbs_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert drive(Watch(), lambda: "done") == "done"
+
+    def refused() -> None:
+        raise RolloutError("no CanaryDeployment default/hello")
+
+    with pytest.raises(SystemExit) as stopped:
+        drive(Watch(), refused)
+    assert stopped.value.code == ExitCode.ERROR
+    assert "nothing was changed" in capsys.readouterr().err
+
+    watch = Watch()
+
+    def interrupted_after_asking() -> None:
+        watch.action("set_weight", "requested", weight=40)
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stopped:
+        drive(watch, interrupted_after_asking)
+    assert stopped.value.code == ExitCode.UNSAFE
+    assert "check the canary" in capsys.readouterr().err
 
 
 # -- help and usage errors -----------------------------------------------------------
