@@ -236,7 +236,8 @@ def states_at(
         if values.dtype == object:
             keep &= values.astype(str).ne("").to_numpy()
         carried = values.where(keep).ffill().to_numpy(dtype=object)
-        return [carried[i - 1] if i > 0 else None for i in seen]
+        # nothing known yet is None, never a NaN that a caption would print as "nan"
+        return [None if i == 0 or pd.isna(carried[i - 1]) else carried[i - 1] for i in seen]
 
     desired = last_known(ev["desired_weight"].astype(float))
     applied = last_known(ev["applied_weight"].astype(float))

@@ -479,3 +479,9 @@ def test_the_time_slider_shows_the_gates_then(gated: Replay) -> None:
     assert isinstance(spec, dict)
     captions = [s["args"][0] for s in spec["layout"]["sliders"][0]["steps"]]
     assert any("gates step 2: max-error-rate fails" in str(c) for c in captions)
+
+
+def test_slider_caption_before_any_action_says_dash_not_nan(gated: Replay) -> None:
+    state = frames.state_at(gated.samples, gated.events, T0 + pd.Timedelta(seconds=5))
+    assert state["last_action"] == ""
+    assert "nan" not in report.describe_state(state)
