@@ -1,8 +1,8 @@
 """The event loop the probe runs on: uvloop when it is installed, else asyncio's own.
 
-uvloop is an optional fast path, never a requirement: on the loopback benchmark it
-raised the probe's request rate by about a fifth (docs/dataplane.md has the figures),
-and everything the probe does works the same on the standard loop. Set
+uvloop is an optional fast path, never a requirement: on the loopback benchmark it cut
+the probe's CPU per request by 14-24% (docs/dataplane.md has the figures), and
+everything the probe does works the same on the standard loop. Set
 ``CANARYLAB_PROBE_LOOP=asyncio`` to rule uvloop out (to compare the two, or when a bug
 might be the loop's); ``CANARYLAB_PROBE_LOOP=uvloop`` makes a missing uvloop an error
 instead of a silent fallback.
