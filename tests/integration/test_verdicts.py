@@ -369,8 +369,9 @@ def test_a_wrong_probe_target_fails_first_naming_the_probe_and_never_promotes(
     assert "probe" in str(last["message"]).lower()
     assert last["outcome"] != Outcome.SUCCEEDED
     assert r.metadata.get("outcome") != Outcome.SUCCEEDED
-    # not promoted, and nothing unsafe: 2 (safe, never created) or 1 (nothing changed)
-    assert run.code in (ExitCode.ERROR, ExitCode.ROLLED_BACK), run.describe()
+    assert last["outcome"] == Outcome.ROLLED_BACK  # safe: the canary was never created
+    assert "nothing was changed" in str(last["message"])
+    assert_exit_code(run, ExitCode.ROLLED_BACK)
 
 
 def test_a_healthy_canary_with_the_default_gates_is_promoted(
