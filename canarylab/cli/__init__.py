@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from canarylab import __version__
+from canarylab.cli.codes import ERROR, USAGE, Group
 from canarylab.cli.controller import controller, install_crds
 from canarylab.cli.dashboard import dashboard
 from canarylab.cli.demo import demo
@@ -24,10 +25,9 @@ from canarylab.cli.rollout import COMMANDS as rollout_commands
 from canarylab.cli.run import run
 from canarylab.cli.sandbox import sandbox
 from canarylab.errors import CanarylabError
-from canarylab.record.events import EXIT_CODES_HELP, ExitCode
 
 
-class Canarylab(click.Group):
+class Canarylab(Group):
     """The command group; its ``main`` turns errors into the exit codes of ``ExitCode``.
 
     A usage error (a bad option, argument or ``-p`` parameter) exits 64, not click's 2,
@@ -52,7 +52,7 @@ class Canarylab(click.Group):
             sys.exit(130)
         except click.UsageError as err:
             err.show()
-            sys.exit(int(ExitCode.USAGE))
+            sys.exit(USAGE)
         except click.ClickException as err:
             err.show()
             sys.exit(err.exit_code)
@@ -60,14 +60,13 @@ class Canarylab(click.Group):
             sys.exit(err.exit_code)
         except CanarylabError as err:
             click.secho(f"error: {err}", fg="red", err=True)
-            sys.exit(int(ExitCode.ERROR))
+            sys.exit(ERROR)
         sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(
     cls=Canarylab,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="canarylab")
 def cli() -> None:

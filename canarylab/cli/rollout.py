@@ -18,12 +18,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from canarylab.cli.codes import Command
 from canarylab.errors import CanarylabError
-from canarylab.record.events import EXIT_CODES_HELP, ExitCode
+
+if TYPE_CHECKING:
+    from canarylab.record.events import ExitCode
 
 
 class Watch:
@@ -54,6 +57,8 @@ class Watch:
 
 def verb_exit_code(err: BaseException | None, changed: bool) -> ExitCode:
     """The exit code of a verb that raised ``err`` (None: it succeeded)."""
+    from canarylab.record.events import ExitCode
+
     if err is None:
         return ExitCode.OK
     return ExitCode.UNSAFE if changed else ExitCode.ERROR
@@ -82,6 +87,8 @@ def drive(watch: Watch, action: Callable[[], Any]) -> Any:
         with sigterm_as_interrupt():
             return action()
     except (CanarylabError, KeyboardInterrupt) as err:
+        from canarylab.record.events import ExitCode
+
         code = verb_exit_code(err, watch.changed)
         text = str(err) if isinstance(err, CanarylabError) else "interrupted (SIGINT/SIGTERM)"
         after = (
@@ -143,7 +150,7 @@ def _api(kubeconfig: str | None) -> Any:
     return api_client(kubeconfig)
 
 
-@click.command("status", epilog=EXIT_CODES_HELP)
+@click.command("status", cls=Command)
 @click.argument("name", required=False)
 @_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -188,7 +195,7 @@ def status(
     Console().print(table)
 
 
-@click.command("weight", epilog=EXIT_CODES_HELP)
+@click.command("weight", cls=Command)
 @click.argument("name")
 @click.argument("weight", type=click.IntRange(0, 100))
 @_options
@@ -209,7 +216,7 @@ def weight(
     click.echo(snap.brief())
 
 
-@click.command("replace", epilog=EXIT_CODES_HELP)
+@click.command("replace", cls=Command)
 @click.argument("name")
 @_options
 @click.option("--no-wait", is_flag=True, help="Return once replace is requested.")
@@ -227,7 +234,7 @@ def replace(
     click.echo(drive(watch, lambda: r.replace(wait=not no_wait, timeout=timeout)).brief())
 
 
-@click.command("abort", epilog=EXIT_CODES_HELP)
+@click.command("abort", cls=Command)
 @click.argument("name")
 @_options
 @click.option("--timeout", default=60.0, show_default=True)

@@ -38,18 +38,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from canarylab.record.events import (
-    EXIT_CODES_HELP,
-    ExitCode,
-    Kind,
-    Outcome,
-    RunState,
-    StepState,
-)
+from canarylab.cli.codes import Command
+
+if TYPE_CHECKING:  # canarylab.record loads pandas: imported where used (cli/codes.py)
+    from canarylab.record.events import ExitCode
 
 RUNBOOK_DIRS = (Path("runbooks"),)
 
@@ -132,7 +128,7 @@ def record_dir(params: Mapping[str, Any], declared: Mapping[str, Any]) -> Path |
     return None
 
 
-@click.command("run", epilog=EXIT_CODES_HELP)
+@click.command("run", cls=Command)
 @click.argument("runbook")
 @click.option(
     "-p",
@@ -164,6 +160,8 @@ def run(
     SIGINT or SIGTERM interrupts the runbook's running cell (the rollout rolls back)
     and the command exits with the record's code.
     """
+    from canarylab.record.events import ExitCode
+
     path = find_runbook(runbook)
     params = {name: parse_value(value) for name, value in parameters}
     declared = declared_parameters(path)
@@ -463,6 +461,8 @@ class RecordMark:
 
 def changed_something(events: list[dict[str, Any]]) -> bool:
     """Whether a run's events show that it may have changed the cluster."""
+    from canarylab.record.events import Kind
+
     for ev in events:
         kind = ev.get("kind")
         if kind in (Kind.RUN, Kind.STEP):
@@ -474,6 +474,8 @@ def changed_something(events: list[dict[str, Any]]) -> bool:
 
 def exit_code(done: Execution, seen: Seen | None) -> tuple[ExitCode, str]:
     """The exit code of a ``canarylab run`` and why (module docstring)."""
+    from canarylab.record.events import ExitCode, Kind, Outcome, RunState
+
     if seen is not None:
         finished = [
             ev
@@ -514,6 +516,8 @@ def exit_code(done: Execution, seen: Seen | None) -> tuple[ExitCode, str]:
 
 
 def _before_anything(done: Execution) -> ExitCode:
+    from canarylab.record.events import ExitCode
+
     return ExitCode.USAGE if done.ename in USAGE_ERRORS else ExitCode.ERROR
 
 
@@ -561,6 +565,8 @@ def _show(
     holds: dict[int, tuple[float, float]],
     ev: dict[str, Any],
 ) -> None:
+    from canarylab.record.events import Kind, StepState
+
     kind = ev.get("kind")
     if kind == Kind.STEP:
         step = int(ev.get("step", 0))

@@ -253,6 +253,19 @@ def test_help_lists_the_exit_codes(command: str | None) -> None:
     assert flat(EXIT_CODES_HELP) in flat(result.output)
 
 
+def test_the_groups_own_codes_are_exit_codes() -> None:
+    from canarylab.cli import codes
+
+    assert (codes.ERROR, codes.USAGE) == (ExitCode.ERROR, ExitCode.USAGE)
+
+
+def test_importing_the_cli_loads_no_pandas() -> None:
+    """The controller image runs `canarylab controller` without pandas."""
+    code = "import sys, canarylab.cli; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_the_help_line_names_every_code() -> None:
     for code in ExitCode:
         assert f"{int(code)} " in EXIT_CODES_HELP, code
