@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from canarylab.record.events import EXIT_CODES_HELP, ExitCode
 from canarylab.rollout import Rollout
 from tests.integration.rollout_kit import (
     PARENT,
@@ -50,8 +51,12 @@ def test_shell_verbs_and_the_abort_runbook(
     assert (item["name"], item["desired_weight"], item["applied_weight"]) == (PARENT, 40, 40)
 
     bad = canarylab("weight", PARENT, "140", *where)
-    assert bad.returncode == 2
+    assert bad.returncode == ExitCode.USAGE  # not click's 2, which reads "rolled back"
     assert "140 is not in the range 0<=x<=100" in bad.stderr
+
+    helped = canarylab("weight", "--help")
+    assert helped.returncode == 0
+    assert " ".join(EXIT_CODES_HELP.split()) in " ".join(helped.stdout.split())
 
     out = tmp_path / "abort.ipynb"
     ran = canarylab(
@@ -82,6 +87,10 @@ def test_shell_verbs_and_the_abort_runbook(
     again = canarylab("abort", PARENT, *where)
     assert again.returncode == 0, again.stderr  # nothing left to abort is not an error
 
+    gone = canarylab("weight", PARENT, "10", *where)
+    assert gone.returncode == ExitCode.ERROR, gone.stderr  # no canary: nothing changed
+    assert "nothing was changed" in gone.stderr
+
     failing = canarylab(
         "run",
         "canary-rollout",
@@ -98,8 +107,12 @@ def test_shell_verbs_and_the_abort_runbook(
         str(tmp_path / "bad.ipynb"),
         "--quiet",
     )
-    assert failing.returncode == 1
+    assert failing.returncode == ExitCode.USAGE, failing.stderr  # a bad plan, nothing changed
     assert "weights must increase" in failing.stderr
+
+    typo = canarylab("run", "canary-rollout", "-p", "stpes", "[5]", "--quiet")
+    assert typo.returncode == ExitCode.USAGE
+    assert "no parameter 'stpes'" in typo.stderr
 
 
 def test_the_cronjob_example_is_valid_for_the_api_server(api_client: Any, namespace: str) -> None:

@@ -1,7 +1,8 @@
 """The canary-rollout runbook, executed by papermill against the sandbox and controller.
 
-Good canary: completes with zero failed requests; bad canary (20% errors): the first
-gate with enough traffic fails, the rollback completes, papermill raises; a killed
+Good canary: completes with zero failed requests; bad canary (20% errors) through
+``canarylab run``: the first gate with enough traffic fails, the rollback completes, the
+command exits 2; SIGTERM to ``canarylab run`` mid-step: rolled back, exit 2; a killed
 kernel: the re-run with the same parameters finishes without duplicating anything.
 """
 
@@ -21,6 +22,7 @@ import pytest
 
 from canarylab import record
 from canarylab.dataplane.routes import sandbox_host
+from canarylab.record.events import ExitCode, Kind, Outcome, Reason, RunState
 from tests.helpers import wait_for
 from tests.integration.rollout_kit import (
     PARENT,
@@ -95,15 +97,25 @@ def test_good_runbook_completes_with_zero_failed_requests(
     assert f"requests: {r.totals['requests']}, failed: 0" in text
 
 
+def canarylab_run(params: dict[str, Any], out: Path) -> subprocess.Popen[str]:
+    """``canarylab run canary-rollout`` with ``params``, as a user starts it."""
+    exe = Path(sys.executable).parent / "canarylab"
+    args = [str(exe), "run", "canary-rollout", "-o", str(out / "canary-rollout.ipynb"), "--quiet"]
+    for name, value in params.items():
+        args += ["-p", name, json.dumps(value)]  # JSON is YAML
+    return subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def test_bad_runbook_fails_at_the_first_gate_after_rolling_back(
     controller: Any, sandbox: Any, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
     deploy_parent(api_client, namespace)
     params = parameters(sandbox, namespace, tmp_path, canary_env={"DEMO_ERROR_RATE": "0.2"}, hold=8)
-    with pytest.raises(pm.PapermillExecutionError) as err:
-        execute(params, tmp_path)
-    message = str(err.value)
-    assert "GateFailed" in message
+    proc = canarylab_run(params, tmp_path)
+    _, message = proc.communicate(timeout=600)
+    assert "runbook failed: GateFailed" in message
     assert "p-value" in message
     assert "rolled back" in message
     # the rollback finished before papermill raised
@@ -111,8 +123,9 @@ def test_bad_runbook_fails_at_the_first_gate_after_rolling_back(
     assert route_is_all_parent(api_client, namespace)
     assert parent_image(api_client, namespace) == "canarylab/demo:v1"
     r = record.load(tmp_path / "record")
-    assert r.metadata["outcome"] == "rolled-back"
-    verdicts = r.events_of("verdict")
+    assert r.metadata["outcome"] == Outcome.ROLLED_BACK
+    assert r.metadata["exit_code"] == ExitCode.ROLLED_BACK
+    verdicts = r.events_of(Kind.VERDICT)
     failed = verdicts[verdicts["outcome"] == "fail"]
     assert len(failed) >= 1
     first = failed.iloc[0]
@@ -124,6 +137,43 @@ def test_bad_runbook_fails_at_the_first_gate_after_rolling_back(
     nb = (tmp_path / "canary-rollout.ipynb").read_text()
     assert first["gate"] in nb
     assert "canary_error_rate" in nb
+    assert proc.returncode == ExitCode.ROLLED_BACK, message  # not promoted, safe
+
+
+def test_sigterm_to_canarylab_run_rolls_back_then_exits_2(
+    controller: Any, sandbox: Any, api_client: Any, namespace: str, tmp_path: Path
+) -> None:
+    """The signal reaches the kernel as an interrupt: weight 0 and delete, then exit 2."""
+    deploy_parent(api_client, namespace)
+    params = parameters(sandbox, namespace, tmp_path, hold=300)
+    proc = canarylab_run(params, tmp_path)
+    try:
+        events = tmp_path / "record" / "events.jsonl"
+
+        def first_step_started() -> bool:
+            return events.exists() and any(
+                '"kind": "step"' in line and '"state": "started"' in line
+                for line in events.read_text().splitlines()
+            )
+
+        wait_for(first_step_started, timeout=180, interval=0.3, what="step 1 to start")
+        assert exists(api_client, namespace)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupting the kernel" in err
+    assert canary_objects(api_client, namespace) == []
+    assert route_is_all_parent(api_client, namespace)
+    assert parent_image(api_client, namespace) == "canarylab/demo:v1"
+    r = record.load(tmp_path / "record")
+    runs = r.rows_of(Kind.RUN)
+    assert runs[-1]["state"] == RunState.FINISHED
+    assert runs[-1]["reason"] == Reason.INTERRUPTED
+    assert runs[-1]["outcome"] == Outcome.ROLLED_BACK
+    assert r.metadata["reason"] == Reason.INTERRUPTED
+    assert proc.returncode == ExitCode.ROLLED_BACK, err
 
 
 def test_killed_kernel_rerun_finishes_without_duplicates(
