@@ -16,7 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from canarylab.dataplane.routes import RequestMatch, RouteRule, ValueMatch, ordered
+from canarylab.dataplane.routes import (
+    SANDBOX_DOMAIN,
+    RequestMatch,
+    RouteRule,
+    ValueMatch,
+    dispatch_order,
+    ordered,
+)
 
 MAX_WEIGHT = 256
 """HAProxy's largest server weight."""
@@ -164,19 +171,31 @@ def _match_acls(prefix: str, match: RequestMatch) -> tuple[list[str], list[str]]
 
 
 def _frontend(plan: GatewayPlan) -> list[str]:
-    acls: list[str] = []
-    uses: list[str] = []
+    # A sandbox host addresses its own route alone: it never falls through to another
+    # namespace's catch-all, so concurrent tests stay isolated (docs/dataplane.md).
+    acls: list[str] = [
+        f"acl sandbox_host req.hdr(host),lower,field(1,:) -m end {quote('.' + SANDBOX_DOMAIN)}"
+    ]
+    conditions: dict[tuple[int, int], list[str]] = {}
     for index, backend in enumerate(plan.backends):
-        host_acl = f"h{index}"
-        acls.append(f"# {backend.rule.key} (priority {backend.rule.priority})")
+        rule = backend.rule
+        hosts = "any host, after named hosts" if rule.any_host else "its hosts only"
+        acls.append(f"# {rule.key} (priority {rule.priority}; {hosts})")
         acls.append(
-            f"acl {host_acl} req.hdr(host),lower,field(1,:) -m str "
-            + " ".join(quote(h) for h in backend.rule.hosts)
+            f"acl h{index} req.hdr(host),lower,field(1,:) -m str "
+            + " ".join(quote(h) for h in rule.hosts)
         )
-        for alt, match in enumerate(backend.rule.matches):
+        for alt, match in enumerate(rule.matches):
             lines, words = _match_acls(f"m{index}_{alt}", match)
             acls.extend(lines)
-            uses.append(f"use_backend {backend.name} if {' '.join([host_acl, *words])}")
+            conditions[index, alt] = words
+    index_of = {id(backend.rule): index for index, backend in enumerate(plan.backends)}
+    uses: list[str] = []
+    for line in dispatch_order(backend.rule for backend in plan.backends):
+        index = index_of[id(line.rule)]
+        words = conditions[index, line.match]
+        host = "!sandbox_host" if line.any_host else f"h{index}"
+        uses.append(f"use_backend {plan.backends[index].name} if {' '.join([host, *words])}")
     return acls + uses
 
 
@@ -217,8 +236,8 @@ def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = 
         "backend no_route",
         "  http-request return status 404 content-type text/plain string "
         + quote(
-            "no route matches this request; address a route with the Host header "
-            "<route>.<namespace>.sandbox or one of its hosts"
+            "no route matches this request (its host, path, method, headers or cookies); "
+            "the Host header <route>.<namespace>.sandbox addresses one route alone"
         ),
     ]
     for backend in plan.backends:

@@ -113,6 +113,7 @@ def describe(gateway: GatewayPlan, reloads: int) -> dict[str, Any]:
                 "rule": b.rule.key,
                 "priority": b.rule.priority,
                 "hosts": list(b.rule.hosts),
+                "any_host": b.rule.any_host,
                 "servers": [{"port": s.port, "weight": s.weight} for s in b.servers],
             }
             for b in gateway.backends

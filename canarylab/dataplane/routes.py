@@ -6,8 +6,12 @@
 query arguments, source addresses, methods), its priority, and the Services it splits
 traffic between with their weights.
 
-Every route also answers on its own host, ``<route>.<namespace>.sandbox``, so routes
-in different namespaces never collide (see docs/dataplane.md).
+Host semantics are the real gateways': an ``ApisixRoute`` rule without ``hosts`` and
+an ``HTTPRoute`` without ``hostnames`` take every Host. Every route also answers on its
+own host, ``<route>.<namespace>.sandbox``, which is tried before any catch-all, so
+tests in different namespaces can still address their own route and never collide.
+``dispatch_order`` ranks the rules the way APISIX (radixtree_host_uri) and Gateway API
+precedence do; docs/dataplane.md lists where the stand-in still differs.
 
 This module must never do I/O or import a Kubernetes client: it is unit-tested on
 plain data.
@@ -76,6 +80,11 @@ class RouteRule:
     matches: tuple[RequestMatch, ...]
     """Alternatives: the rule applies when any one matches (one empty match = all)."""
     services: tuple[WeightedService, ...]
+    any_host: bool = False
+    """The route declares no hosts, so the rule also takes requests for every Host
+    (after every rule that names the request's host)."""
+    order: int = 0
+    """The rule's position in its route: the last tie-break, as in Gateway API."""
 
     @property
     def key(self) -> str:
@@ -114,6 +123,11 @@ def _hosts(route: str, namespace: str, declared: Iterable[Any]) -> tuple[str, ..
     return tuple(dict.fromkeys(hosts))
 
 
+def _declares_hosts(declared: Iterable[Any]) -> bool:
+    """Whether a route names any host (a wildcard counts: it must not become "every")."""
+    return any(isinstance(h, str) and h for h in declared)
+
+
 # ------------------------------------------------------------------ APISIX
 _APISIX_OPS: dict[str, Op] = {
     "equal": "exact",
@@ -124,18 +138,20 @@ _APISIX_OPS: dict[str, Op] = {
 }
 
 
-def _apisix_paths(paths: Iterable[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    prefixes, exact = [], []
+def _apisix_paths(paths: Iterable[Any]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """One (prefixes, exact paths) pair per declared path: APISIX ranks each path of a
+    rule on its own (an exact path before any prefix, a longer prefix first)."""
+    alternatives: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     for path in paths:
         if not isinstance(path, str) or not path:
             continue
         if path.endswith("*"):
-            prefixes.append(path[:-1] or "/")
+            prefix = path[:-1] or "/"
+            # "/*" takes every path: no condition at all.
+            alternatives.append(((), ()) if prefix == "/" else ((prefix,), ()))
         else:
-            exact.append(path)
-    if "/" in prefixes:  # "/*" takes every path
-        return (), ()
-    return tuple(prefixes), tuple(exact)
+            alternatives.append(((), (path,)))
+    return list(dict.fromkeys(alternatives)) or [((), ())]
 
 
 def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RouteProblem]]:
@@ -182,13 +198,15 @@ def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RoutePro
             )
         if skip or invalid:
             continue
-        prefixes, exact = _apisix_paths(match.get("paths") or [])
-        request = RequestMatch(
-            path_prefixes=prefixes,
-            paths=exact,
-            methods=tuple(str(m).upper() for m in match.get("methods") or []),
-            values=tuple(values),
-            remote_addrs=tuple(str(a) for a in match.get("remoteAddrs") or []),
+        requests = tuple(
+            RequestMatch(
+                path_prefixes=prefixes,
+                paths=exact,
+                methods=tuple(str(m).upper() for m in match.get("methods") or []),
+                values=tuple(values),
+                remote_addrs=tuple(str(a) for a in match.get("remoteAddrs") or []),
+            )
+            for prefixes, exact in _apisix_paths(match.get("paths") or [])
         )
         backends = http.get("backends") or []
         services = tuple(
@@ -208,8 +226,10 @@ def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RoutePro
                 rule=rule_name,
                 priority=int(http.get("priority") or 0),
                 hosts=_hosts(name, namespace, match.get("hosts") or []),
-                matches=(request,),
+                matches=requests,
                 services=services,
+                any_host=not _declares_hosts(match.get("hosts") or []),
+                order=index,
             )
         )
     return rules, problems
@@ -281,31 +301,81 @@ def httproute_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[Route
             for ref in rule.get("backendRefs") or []
             if ref.get("kind", "Service") == "Service" and ref.get("name")
         )
-        # Gateway API ranks more specific matches first; more conditions ≈ more specific.
-        specificity = max(len(m.values) + len(m.paths) + len(m.methods) for m in matches)
         rules.append(
             RouteRule(
                 kind="HTTPRoute",
                 namespace=namespace,
                 route=name,
                 rule=str(rule.get("name") or index),
-                priority=specificity,
+                priority=0,  # Gateway API has none: dispatch_order ranks by specificity
                 hosts=_hosts(name, namespace, spec.get("hostnames") or []),
                 matches=tuple(matches),
                 services=services,
+                any_host=not _declares_hosts(spec.get("hostnames") or []),
+                order=index,
             )
         )
     return rules, problems
 
 
+@dataclass(frozen=True)
+class Dispatch:
+    """One line of the gateway's dispatch table: a rule's match, on its hosts or on any."""
+
+    rule: RouteRule
+    match: int
+    """Index into ``rule.matches``."""
+    any_host: bool
+    """False: only the rule's hosts; True: every Host (for a route that names none)."""
+
+
+def _precedence(line: Dispatch) -> tuple[Any, ...]:
+    """Sort key of a dispatch line; the first line whose conditions hold wins.
+
+    1. A line for the request's named host before every catch-all line (APISIX's
+       radixtree_host_uri tries host routes first; Gateway API prefers the most
+       specific hostname).
+    2. The path: an exact path before any prefix, a longer prefix before a shorter
+       (APISIX's radixtree; Gateway API's Exact, then the longest PathPrefix).
+    3. ``priority``, higher first (APISIX; below the path, above every other condition).
+    4. Gateway API's next ranks: a method match, then more header matches, then more
+       query matches; then more conditions of any kind.
+    5. Stable last ties: namespace, route name, rule position, match position.
+    """
+    rule, match = line.rule, line.rule.matches[line.match]
+    scopes = [v.scope for v in match.values]
+    conditions = len(match.values) + len(match.remote_addrs) + len(match.methods)
+    return (
+        line.any_host,
+        0 if match.paths else 1,
+        -max((len(p) for p in match.path_prefixes), default=0),
+        -rule.priority,
+        -bool(match.methods),
+        -(scopes.count("header") + scopes.count("cookie")),
+        -scopes.count("query"),
+        -conditions,
+        rule.kind,
+        rule.namespace,
+        rule.route,
+        rule.order,
+        line.match,
+    )
+
+
+def dispatch_order(rules: Iterable[RouteRule]) -> list[Dispatch]:
+    """Every (rule, match, hosts) line, in the order the gateway tries them."""
+    lines = [
+        Dispatch(rule, index, any_host)
+        for rule in rules
+        for index in range(len(rule.matches))
+        for any_host in ((False, True) if rule.any_host else (False,))
+    ]
+    return sorted(lines, key=_precedence)
+
+
 def ordered(rules: Iterable[RouteRule]) -> list[RouteRule]:
-    """Rules in the order the gateway tries them: higher priority first, then the
-    rule with more conditions, then by name (stable across runs)."""
-
-    def conditions(rule: RouteRule) -> int:
-        return max(
-            (len(m.values) + len(m.remote_addrs) + len(m.paths) + len(m.path_prefixes))
-            for m in rule.matches
-        )
-
-    return sorted(rules, key=lambda r: (-r.priority, -conditions(r), r.key))
+    """Rules by the rank of their best dispatch line (see ``dispatch_order``)."""
+    first: dict[int, RouteRule] = {}
+    for line in dispatch_order(rules):
+        first.setdefault(id(line.rule), line.rule)
+    return list(first.values())

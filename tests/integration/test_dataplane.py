@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -129,7 +131,7 @@ def test_sandbox_reports_gateway_and_data_plane_processes(sandbox, gateway):
     assert names["haproxy"]["alive"]
     assert names["dataplane"]["alive"]
     assert gateway.startswith("http://127.0.0.1:")
-    # An unknown host gets a 404 that says how to address a route.
+    # An unknown sandbox host gets a 404 (it never falls through to a catch-all route).
     result = run_probe(gateway, "nothing.nowhere.sandbox", max_requests=5, connections=1)
     assert set(result.requests["status"]) == {404}
 
@@ -320,3 +322,79 @@ def pd_seconds(n: int) -> Any:
     import pandas as pd
 
     return pd.Timedelta(seconds=n)
+
+
+def plain_get(url: str, host: str | None = None) -> tuple[int, str]:
+    """One plain HTTP GET, as curl would send it (Host: 127.0.0.1:PORT unless given)."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_routes_without_hosts_serve_plain_http_like_apisix(
+    api_client, namespace, route_crds, sandbox, gateway
+):
+    """No Host header games: an ApisixRoute rule without ``hosts`` and an HTTPRoute
+    without ``hostnames`` answer a plain request; exact paths beat prefixes and a longer
+    prefix beats a higher priority, as in APISIX."""
+    create_app(api_client, namespace, stable_replicas=1, canary_replicas=1)
+    base = f"/plain-{namespace}"  # paths of our own: other tests' catch-alls are shorter
+    route = {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": "plain"},
+        "spec": {
+            "http": [
+                {
+                    "name": "prefix",
+                    "match": {"paths": [f"{base}/*"]},
+                    "backends": [{"serviceName": "web", "servicePort": 80}],
+                },
+                {
+                    "name": "exact",
+                    "priority": -1,
+                    "match": {"paths": [f"{base}/exact"]},
+                    "backends": [{"serviceName": "web-canary", "servicePort": 80}],
+                },
+                {
+                    "name": "loud",
+                    "priority": 50,
+                    "match": {"paths": [f"{base}*"]},
+                    "backends": [{"serviceName": "web-canary", "servicePort": 80}],
+                },
+            ]
+        },
+    }
+    httproute = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "plain-gw"},
+        "spec": {
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": f"/gw-{namespace}"}}],
+                    "backendRefs": [{"name": "web-canary", "port": 80}],
+                }
+            ]
+        },
+    }
+    create_route(api_client, namespace, APISIX, route)
+    create_route(api_client, namespace, HTTPROUTE, httproute)
+    for rule in ("prefix", "exact", "loud"):
+        wait_backend(sandbox, f"ApisixRoute/{namespace}/plain/{rule}", servers_with(1, 1))
+    wait_backend(sandbox, f"HTTPRoute/{namespace}/plain-gw/0", servers_with(1, 1))
+
+    assert plain_get(f"{gateway}{base}/x") == (200, "hello world (version v1)\n")
+    assert plain_get(f"{gateway}{base}/exact") == (200, "hello Hongbo (version v2)\n")
+    assert plain_get(f"{gateway}{base}-other") == (200, "hello Hongbo (version v2)\n")
+    assert plain_get(f"{gateway}/gw-{namespace}/y", host="shop.example.com") == (
+        200,
+        "hello Hongbo (version v2)\n",
+    )
+    # The route's own sandbox host still reaches it, and a sandbox host of no route
+    # is never served by a catch-all.
+    assert plain_get(f"{gateway}{base}/x", host=sandbox_host("plain", namespace))[0] == 200
+    assert plain_get(f"{gateway}{base}/x", host="nothing.nowhere.sandbox")[0] == 404

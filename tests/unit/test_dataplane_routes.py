@@ -7,6 +7,7 @@ from canarylab.dataplane.routes import (
     RequestMatch,
     ValueMatch,
     apisix_rules,
+    dispatch_order,
     httproute_rules,
     ordered,
     sandbox_host,
@@ -78,9 +79,11 @@ def test_apisix_exprs_become_header_cookie_and_query_matches():
     )
     (rule,) = rules
     assert rule.priority == 3
-    (match,) = rule.matches
-    assert match.path_prefixes == ("/api",)
-    assert match.paths == ("/exact",)
+    # Each path is a match of its own: APISIX ranks every path separately.
+    prefix, match = rule.matches
+    assert (prefix.path_prefixes, prefix.paths) == (("/api",), ())
+    assert (match.path_prefixes, match.paths) == ((), ("/exact",))
+    assert prefix.values == match.values
     assert match.methods == ("GET",)
     assert match.remote_addrs == ("10.0.0.0/8",)
     assert match.values == (
@@ -341,3 +344,126 @@ def test_invalid_regex_skips_only_that_rule():
     rules, problems = httproute_rules(route)
     assert rules == []
     assert "is invalid" in problems[0].message
+
+
+# ------------------------------------------------- host semantics and precedence
+def rule_of(name: str, **match: object) -> dict:
+    return {"name": name, "match": match, "backends": [{"serviceName": name}]}
+
+
+def order_of(rules: list) -> list[tuple[str, int, bool]]:
+    return [(d.rule.rule, d.match, d.any_host) for d in dispatch_order(rules)]
+
+
+def test_apisix_rule_without_hosts_takes_every_host_after_named_hosts():
+    rules, _ = apisix_rules(
+        apisix(rules=[rule_of("open", paths=["/*"]), rule_of("named", hosts=["a.example"])])
+    )
+    open_rule, named = rules
+    assert open_rule.any_host
+    assert not named.any_host
+    assert open_rule.hosts == ("web.demo.sandbox",)  # still addressable on its own
+    # Named-host lines (the sandbox host included) first, then the catch-all.
+    assert sorted(order_of(rules)[:2]) == [("named", 0, False), ("open", 0, False)]
+    assert order_of(rules)[2] == ("open", 0, True)
+    gateway = plan(rules, {})
+    text = render(gateway, 8080, "/tmp/admin.sock")  # type: ignore[arg-type]
+    uses = [line.strip() for line in text.splitlines() if "use_backend" in line]
+    (open_backend,) = [b for b in gateway.backends if b.rule is open_rule]
+    # The catch-all takes any host except a sandbox one: <route>.<ns>.sandbox isolates.
+    assert uses[-1] == f"use_backend {open_backend.name} if !sandbox_host"
+    assert all("sandbox_host" not in use for use in uses[:-1])
+    assert "acl sandbox_host req.hdr(host),lower,field(1,:) -m end '.sandbox'" in text
+
+
+def test_wildcard_hosts_do_not_turn_into_every_host():
+    (rule,), _ = apisix_rules(apisix(rules=[rule_of("w", hosts=["*.example.com"])]))
+    assert not rule.any_host
+    assert rule.hosts == ("web.demo.sandbox",)
+
+
+def test_apisix_exact_path_then_longer_prefix_then_priority():
+    rules, _ = apisix_rules(
+        apisix(
+            rules=[
+                rule_of("root", paths=["/*"]),
+                rule_of("api", paths=["/api/*"]),
+                {**rule_of("api-v1", paths=["/api/v1/*"]), "priority": -5},
+                {**rule_of("loud", paths=["/api/*"]), "priority": 10},
+                rule_of("exact", paths=["/api/v1/x"]),
+            ]
+        )
+    )
+    named = [(r, a) for r, a, any_host in order_of(rules) if not any_host]
+    # Priority ranks only among the same path; an exact path beats every prefix.
+    assert [r for r, _ in named] == ["exact", "api-v1", "loud", "api", "root"]
+
+
+def test_apisix_named_host_beats_higher_priority_catch_all():
+    rules, _ = apisix_rules(
+        apisix(
+            rules=[
+                {**rule_of("everyone"), "priority": 100},
+                rule_of("mine", hosts=["a.example"]),
+            ]
+        )
+    )
+    # On a.example only "mine" names the host, and it is tried before the catch-all.
+    assert order_of(rules)[-1] == ("everyone", 0, True)
+    assert ("mine", 0, False) in order_of(rules)[:-1]
+
+
+def test_apisix_rule_paths_rank_one_by_one():
+    rules, _ = apisix_rules(
+        apisix(
+            rules=[
+                rule_of("two", paths=["/a*", "/abc/def*"]),
+                {**rule_of("mid", paths=["/abc*"]), "priority": 1},
+            ]
+        )
+    )
+    named = [(r, a) for r, a, any_host in order_of(rules) if not any_host]
+    assert named == [("two", 1), ("mid", 0), ("two", 0)]
+
+
+def httproute(name: str, rules: list, hostnames: list | None = None) -> dict:
+    spec: dict = {"rules": rules}
+    if hostnames is not None:
+        spec["hostnames"] = hostnames
+    return {"metadata": {"name": name, "namespace": "ns1"}, "spec": spec}
+
+
+def test_httproute_without_hostnames_takes_every_host():
+    (rule,), _ = httproute_rules(httproute("web", [{"backendRefs": [{"name": "web"}]}]))
+    assert rule.any_host
+    (named,), _ = httproute_rules(
+        httproute("web", [{"backendRefs": [{"name": "web"}]}], hostnames=["a.example"])
+    )
+    assert not named.any_host
+
+
+def test_httproute_precedence_follows_gateway_api():
+    def m(**kw: object) -> dict:
+        return {"matches": [kw], "backendRefs": [{"name": "s"}]}
+
+    rules, problems = httproute_rules(
+        httproute(
+            "web",
+            [
+                m(path={"type": "PathPrefix", "value": "/"}),
+                m(
+                    path={"type": "PathPrefix", "value": "/"},
+                    queryParams=[{"name": "q", "value": "1"}],
+                ),
+                m(path={"type": "PathPrefix", "value": "/"}, headers=[{"name": "h", "value": "1"}]),
+                m(path={"type": "PathPrefix", "value": "/"}, method="GET"),
+                m(path={"type": "PathPrefix", "value": "/api"}),
+                m(path={"type": "Exact", "value": "/api"}),
+            ],
+        )
+    )
+    assert problems == []
+    named = [r for r, _, any_host in order_of(rules) if not any_host]
+    # Exact, longest prefix, method, headers, query, then rule order.
+    assert named == ["5", "4", "3", "2", "1", "0"]
+    assert {r.priority for r in rules} == {0}
