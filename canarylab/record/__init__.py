@@ -17,7 +17,27 @@ cluster or the network; callers hand it what they observed.
 
 from __future__ import annotations
 
-from canarylab.record.reader import Record, load
-from canarylab.record.writer import SCHEMA_VERSION, Recorder
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from canarylab.record.reader import Record, load
+    from canarylab.record.writer import SCHEMA_VERSION, Recorder
+
+# Loaded on first use: ``canarylab.record.events`` (the vocabulary the CLI and the
+# controller's image share) must not drag pandas and pyarrow in with it.
+_LAZY = {
+    "Record": "canarylab.record.reader",
+    "load": "canarylab.record.reader",
+    "SCHEMA_VERSION": "canarylab.record.writer",
+    "Recorder": "canarylab.record.writer",
+}
 
 __all__ = ["SCHEMA_VERSION", "Record", "Recorder", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
