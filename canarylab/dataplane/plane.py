@@ -8,7 +8,9 @@ requests to a drained process is that process stopped, so a rollout never turns
 into a failed client request.
 
 It runs as its own process (``python -m canarylab.dataplane``), recorded by the
-sandbox like every other component. It must never write to the API server.
+sandbox like every other component. The only objects it writes are its own
+EndpointSlices (``canarylab.dataplane.endpoints``), so that real gateways see the same
+processes as HAProxy.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from canarylab.dataplane.endpoints import EndpointPublisher
 from canarylab.dataplane.haproxy import GatewayPlan, plan
 from canarylab.dataplane.routes import RouteProblem, RouteRule, apisix_rules, httproute_rules
 from canarylab.dataplane.runtime import GatewayApplier, GatewayError
@@ -128,6 +131,7 @@ async def run(settings: PlaneSettings) -> None:
     context = ssl.create_default_context(cafile=str(settings.ca_file))
     context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
     runner = WorkloadRunner(settings.log_dir / "workloads")
+    publisher = EndpointPublisher()
     applier = GatewayApplier(
         settings.config_path, settings.admin_socket, settings.master_socket, settings.port
     )
@@ -156,6 +160,11 @@ async def run(settings: PlaneSettings) -> None:
                     reported = set(problems)
                     endpoints = service_endpoints(objects["services"], workloads, runner.ready())
                     gateway = plan(rules, endpoints)
+                    try:
+                        await publisher.sync(client, endpoints)
+                    except httpx.HTTPError as err:
+                        log.warning("could not publish EndpointSlices (retrying): %s", err)
+                        publisher.published = None
                     due = loop.time() >= retry_at
                     if due and (gateway != last_plan or applier.draining):
                         try:

@@ -130,16 +130,82 @@ class DemoProcess:
     process: asyncio.subprocess.Process
     state: State = "starting"
     since: float = field(default_factory=time.monotonic)
+    address: str = "127.0.0.1"
+    """The loopback address this process alone listens on (see ``loopback_address``)."""
 
     @property
     def endpoint(self) -> Endpoint:
-        return ("127.0.0.1", self.port)
+        return (self.address, self.port)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+LOOPBACK_HOSTS = range(2, 255)
+"""Last octets of the per-process addresses 127.0.0.N (127.0.0.1 stays the gateway's)."""
+
+
+def loopback_address(taken: Iterable[str]) -> str:
+    """A loopback address no live demo-app process uses.
+
+    Each process gets an address of its own because real gateways find backends through
+    EndpointSlices and Traefik deduplicates endpoints by IP: two processes on one IP
+    would collapse into one endpoint. The whole 127.0.0.0/8 block is loopback on Linux,
+    so binding to 127.0.0.N needs no setup. This is the one place that picks them.
+    """
+    used = set(taken)
+    for host in LOOPBACK_HOSTS:
+        address = f"127.0.0.{host}"
+        if address not in used:
+            return address
+    return "127.0.0.1"  # more than 253 processes: share, as before per-process addresses
+
+
+def _free_port(address: str, taken: Iterable[int]) -> int:
+    """A free port on ``address`` that no other process of ours uses (server names are
+    ``p<port>``, so ports stay unique across addresses)."""
+    used = set(taken)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+            port = int(sock.getsockname()[1])
+        if port not in used:
+            return port
+
+
+def endpoint_slices(endpoints: Mapping[ServiceKey, Sequence[Endpoint]]) -> list[dict[str, Any]]:
+    """One EndpointSlice per Service, listing its ready processes, for real gateways.
+
+    The API server rejects loopback IPs in ``addressType: IPv4`` slices but accepts
+    ``addressType: FQDN`` with the address ``127.0.0.N`` (with a deprecation warning),
+    and Traefik routes to it. FQDN slices are deprecated: this is the one place that
+    writes them, so a future switch (to a non-loopback test network, say) is one edit.
+    A slice has one port list for all its endpoints and every process listens on a port
+    of its own, so each process gets a slice of its own (``<service>-dp-<port>``); the
+    Service's own port is what routes name, the slice's port is where the process is.
+    """
+    slices: list[dict[str, Any]] = []
+    for (namespace, service), found in sorted(endpoints.items()):
+        for address, port in found:
+            slices.append(
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "name": f"{service}-dp-{port}",
+                        "namespace": namespace,
+                        "labels": {
+                            "kubernetes.io/service-name": service,
+                            "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER,
+                        },
+                    },
+                    "addressType": "FQDN",
+                    "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                    "ports": [{"name": "", "port": port, "protocol": "TCP"}],
+                }
+            )
+    return slices
+
+
+SLICE_MANAGER = "dataplane.canarylab.io"
+"""The ``managed-by`` label of the data plane's EndpointSlices."""
 
 
 class WorkloadRunner:
@@ -196,7 +262,9 @@ class WorkloadRunner:
         proc.since = now
 
     async def _start(self, workload: Workload) -> None:
-        port = _free_port()
+        live = [p for p in self.processes if p.process.returncode is None]
+        address = loopback_address(p.address for p in live)
+        port = _free_port(address, (p.port for p in live))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEMO_")}
         env.update(dict(workload.env))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +274,8 @@ class WorkloadRunner:
                 sys.executable,
                 "-m",
                 "canarylab.dataplane.demoapp",
+                "--host",
+                address,
                 "--port",
                 str(port),
                 "--tag",
@@ -215,9 +285,9 @@ class WorkloadRunner:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
             )
-        proc = DemoProcess(workload.key, workload.revision, port, process)
+        proc = DemoProcess(workload.key, workload.revision, port, process, address=address)
         self.processes.append(proc)
-        log.info("started %s/%s rev %s on port %d", *workload.key, workload.revision, port)
+        log.info("started %s/%s rev %s on %s:%d", *workload.key, workload.revision, address, port)
         self._spawn(self._await_ready(proc, workload))
 
     def _spawn(self, coro: Any) -> None:
@@ -228,7 +298,7 @@ class WorkloadRunner:
     async def _await_ready(self, proc: DemoProcess, workload: Workload) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
-        url = f"http://127.0.0.1:{proc.port}{READY_PATH}"
+        url = f"http://{proc.address}:{proc.port}{READY_PATH}"
         deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
         while proc.state == "starting" and time.monotonic() < deadline:
             if proc.process.returncode is not None:

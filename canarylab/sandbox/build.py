@@ -164,6 +164,20 @@ COMPONENTS: dict[str, Component] = {
 }
 
 
+GATEWAYS: dict[str, Component] = {
+    "traefik": Component(
+        name="traefik",
+        path=COMPONENTS_DIR / "traefik",
+        pinned_module="github.com/traefik/traefik/v3",
+        commands={"traefik": "github.com/traefik/traefik/v3/cmd/traefik"},
+        ldflags=lambda version: [f"-X github.com/traefik/traefik/v3/pkg/version.Version={version}"],
+    ),
+}
+"""Components built on first use, not by ``ensure_built()`` or ``make sandbox-build``:
+Traefik's cold build (about 2,100 packages) takes far longer than the control plane's.
+``canarylab.sandbox.traefik`` builds it when a real Gateway API gateway is asked for."""
+
+
 def pinned_versions() -> dict[str, str]:
     """Component name to pinned release, read from the go.mod files."""
     return {name: comp.version() for name, comp in COMPONENTS.items()}

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from canarylab.errors import SandboxError
-from canarylab.sandbox import build, pki, procs
+from canarylab.sandbox import build, pki, procs, traefik
 from canarylab.sandbox.kubeconfig import write_kubeconfig
 
 CONTEXT = "canarylab-sandbox"
@@ -181,6 +181,7 @@ class Sandbox:
             "server": f"https://127.0.0.1:{port}" if port else None,
             "components": components,
             "gateway": state.extras.get("gateway"),
+            "gateway_api": state.extras.get("gateway_api"),
             "versions": build.pinned_versions(),
         }
 
@@ -269,12 +270,31 @@ class Sandbox:
         )
         state.extras["gateway"] = plane.gateway
         state.save(self._state_file)
+        if traefik.wanted():
+            self._start_traefik(state, server)
+
+    def _start_traefik(self, state: SandboxState, server: str) -> None:
+        """The real Gateway API gateway (``CANARYLAB_SANDBOX_GATEWAY=traefik``), built on
+        first use; its URL is ``status()["gateway_api"]``."""
+        kubeconfig = self.state_dir / "kubeconfigs" / "admin.kubeconfig"
+        port = state.ports["gateway-api"]
+        record = traefik.start(
+            server=server,
+            pki_dir=self.pki_dir,
+            kubeconfig=kubeconfig,
+            log_dir=self.log_dir,
+            port=port,
+            progress=self._progress,
+        )
+        state.processes.append(record)
+        state.extras["gateway_api"] = f"http://127.0.0.1:{port}"
+        state.save(self._state_file)
 
     def _choose_ports(self, previous: dict[str, int]) -> dict[str, int]:
         """Reuse last run's ports where free (kubeconfigs stay valid), else pick new ones."""
         ports: dict[str, int] = {}
         pinned = os.environ.get("CANARYLAB_SANDBOX_PORT")
-        for name in ("apiserver", "etcd", "etcd-peer", "kwok", "gateway"):
+        for name in ("apiserver", "etcd", "etcd-peer", "kwok", "gateway", "gateway-api"):
             if name == "apiserver" and pinned:
                 port = int(pinned)
                 if procs.port_in_use(port):
@@ -355,7 +375,10 @@ class Sandbox:
                 f"--cluster-signing-cert-file={pki_dir / 'ca.crt'}",
                 f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--controllers=*",
+                # The data plane publishes the real endpoints (127.0.0.N per process);
+                # these controllers would add kwok's fake pod IPs as Ready endpoints,
+                # and a real gateway would send traffic off loopback to them.
+                "--controllers=*,-endpointslice-controller,-endpointslice-mirroring-controller",
                 "--concurrent-gc-syncs=30",
                 "--concurrent-deployment-syncs=20",
                 "--concurrent-replicaset-syncs=20",
@@ -548,6 +571,7 @@ class Sandbox:
             procs.stop(record)
         state.processes = []
         state.extras.pop("gateway", None)
+        state.extras.pop("gateway_api", None)
         if self._state_file.parent.exists():
             state.save(self._state_file)
 

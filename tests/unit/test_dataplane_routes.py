@@ -12,7 +12,13 @@ from canarylab.dataplane.routes import (
     ordered,
     sandbox_host,
 )
-from canarylab.dataplane.workloads import desired_workloads, service_endpoints
+from canarylab.dataplane.workloads import (
+    SLICE_MANAGER,
+    desired_workloads,
+    endpoint_slices,
+    loopback_address,
+    service_endpoints,
+)
 
 
 def apisix(name: str = "web", namespace: str = "demo", rules: list[dict] | None = None) -> dict:
@@ -467,3 +473,26 @@ def test_httproute_precedence_follows_gateway_api():
     # Exact, longest prefix, method, headers, query, then rule order.
     assert named == ["5", "4", "3", "2", "1", "0"]
     assert {r.priority for r in rules} == {0}
+
+
+# --------------------------------------------- endpoints for real gateways
+def test_each_process_gets_its_own_loopback_address():
+    assert loopback_address([]) == "127.0.0.2"
+    assert loopback_address(["127.0.0.2", "127.0.0.3"]) == "127.0.0.4"
+    assert loopback_address(["127.0.0.3"]) == "127.0.0.2"  # freed addresses are reused
+    every = [f"127.0.0.{n}" for n in range(2, 255)]
+    assert loopback_address(every) == "127.0.0.1"
+
+
+def test_endpoint_slices_are_fqdn_one_per_process():
+    slices = endpoint_slices(
+        {("demo", "web"): [("127.0.0.2", 4001), ("127.0.0.3", 4002)], ("demo", "none"): []}
+    )
+    assert [s["metadata"]["name"] for s in slices] == ["web-dp-4001", "web-dp-4002"]
+    first = slices[0]
+    assert first["addressType"] == "FQDN"
+    assert first["endpoints"] == [{"addresses": ["127.0.0.2"], "conditions": {"ready": True}}]
+    assert first["ports"] == [{"name": "", "port": 4001, "protocol": "TCP"}]
+    labels = first["metadata"]["labels"]
+    assert labels["kubernetes.io/service-name"] == "web"
+    assert labels["endpointslice.kubernetes.io/managed-by"] == SLICE_MANAGER

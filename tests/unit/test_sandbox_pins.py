@@ -31,3 +31,30 @@ def test_cache_directory_names_version_and_fingerprint(monkeypatch, tmp_path):
     assert directory.parent == tmp_path / "bin"
     assert directory.name.startswith(f"kube-{build.COMPONENTS['kube'].version()}-")
     assert not build.is_built("kube")
+
+
+def test_traefik_is_pinned_and_built_on_demand_only():
+    traefik = build.GATEWAYS["traefik"]
+    assert traefik.version() == "v3.6.12"  # v3.7.x does not build from the module proxy
+    assert "traefik" not in build.COMPONENTS  # make sandbox-build stays the control plane
+    gomod = (traefik.path / "go.mod").read_text()
+    # Traefik's own replace lines, without which its module does not build.
+    for module in ("github.com/abbot/go-http-auth", "github.com/gorilla/mux"):
+        assert re.search(rf"^\s*{re.escape(module)} => ", gomod, re.M), module
+    assert re.search(r"^\s*sigs\.k8s\.io/gateway-api v1\.\d+\.\d+", gomod, re.M)
+    (flags,) = [traefik.ldflags(traefik.version())]
+    assert flags == ["-X github.com/traefik/traefik/v3/pkg/version.Version=v3.6.12"]
+
+
+def test_traefik_listens_on_loopback_and_maps_the_gateway_listener_to_its_port():
+    from canarylab.sandbox import traefik
+
+    argv = traefik.argv(build.binary_dir("kube") / "traefik", 40555)
+    assert "--entryPoints.web.address=127.0.0.1:40555" in argv
+    assert "--providers.kubernetesgateway=true" in argv
+    assert not any("0.0.0.0" in arg or "api.insecure" in arg for arg in argv)
+    (_, gateway_class), (_, gateway) = traefik.gateway_objects(40555)
+    assert gateway_class["spec"]["controllerName"] == traefik.CONTROLLER_NAME
+    (listener,) = gateway["spec"]["listeners"]
+    assert listener["port"] == 40555  # Traefik maps a listener to the entryPoint of that port
+    assert traefik.parent_ref()["name"] == gateway["metadata"]["name"]
