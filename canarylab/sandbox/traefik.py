@@ -56,6 +56,11 @@ def parent_ref() -> dict[str, str]:
     }
 
 
+def is_built() -> bool:
+    """Whether Traefik's pinned binary is in the component cache."""
+    return build.GATEWAYS["traefik"].is_built()
+
+
 def ensure_binary(progress: Callable[[str], None] | None = None) -> Path:
     """Traefik's binary, built into the component cache the first time (minutes)."""
     report = build.ProgressLines(progress) if progress else None
@@ -227,3 +232,25 @@ def start(
                 )
             time.sleep(0.2)
     return record
+
+
+def main() -> None:
+    """``python -m canarylab.sandbox.traefik``: build (or confirm) Traefik, with progress."""
+    from rich.console import Console
+
+    started = time.monotonic()
+    component = build.GATEWAYS["traefik"]
+    cached = component.is_built()
+    try:
+        build.ensure_components([component], build.progress_for(Console()))
+    except SandboxError as error:
+        raise SystemExit(f"error: {error}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; the next build resumes from Go's build cache") from None
+    how = "cached" if cached else "built"
+    print(f"{component.label()}: {how} -> {component.binary_dir()}")
+    print(f"ready in {time.monotonic() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
