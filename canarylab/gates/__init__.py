@@ -24,7 +24,7 @@ DataFrames in the schema of docs/architecture.md and returns frozen values.
 from __future__ import annotations
 
 from .comparison import ErrorRateComparison, LatencyComparison
-from .share import NO_CANARY_TRAFFIC, TrafficShare
+from .share import NO_CANARY_TRAFFIC, TrafficShare, route_took_effect
 from .spec import (
     GATES,
     WHOLE_RUN,
@@ -82,6 +82,7 @@ __all__ = [
     "first_failure",
     "from_spec",
     "judge_all",
+    "route_took_effect",
     "side",
     "split_alpha",
 ]

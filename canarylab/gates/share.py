@@ -22,7 +22,7 @@ import pandas as pd
 
 from .evidence import log_e_above, log_e_below, lower_bound, upper_bound
 from .verdict import Outcome, Verdict
-from .window import ATTRIBUTION_SHARE, Traffic, Window, with_attribution
+from .window import ATTRIBUTION_SHARE, Traffic, Window, per_second, with_attribution
 
 NO_CANARY_TRAFFIC = "NoCanaryTraffic"
 """The reason a step fails when the canary gets far less than its weight."""
@@ -100,3 +100,20 @@ class TrafficShare:
         else:
             reason = f"{seen} at weight {window.weight}%; still collecting"
         return Verdict(self.name, outcome, reason, numbers)
+
+
+def route_took_effect(traffic: Traffic, window: Window, tolerance: float = 0.5) -> bool:
+    """True once a closed second since ``window.since`` gave the canary's own answers at
+    least ``weight × (1 − tolerance)`` of its requests: the gateway applies the weight.
+
+    Not a verdict: the runner waits on this (for a bounded time) before a step's window
+    starts, so a data plane that is slow to program its backends is not judged as a
+    canary without traffic. A canary that never answers never makes it true.
+    """
+    if window.weight is None or window.weight <= 0:
+        return True
+    counts = per_second(traffic, window, window.since)
+    if not counts.all_requests.size:
+        return False
+    share = counts.canary_requests / np.maximum(counts.all_requests, 1)
+    return bool(np.any(share >= window.weight / 100 * (1 - tolerance)))

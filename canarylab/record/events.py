@@ -187,6 +187,8 @@ class StepEvent(Event):
     until: Any = None
     summary: dict[str, Any] | None = None
     reason: Reason | None = None
+    settled_s: float | None = None
+    """Seconds from the route's weight to the canary's first answers at that share."""
 
 
 @dataclass(frozen=True)

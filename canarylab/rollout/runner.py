@@ -54,6 +54,11 @@ BASELINE_WAIT_S = 10.0
 original's traffic (the baseline of unversioned failures)."""
 
 
+SETTLE_MAX_S = 30.0
+"""Longest wait, after the route applied a step's weight, for the canary's first answers
+at that share before the step's window starts anyway (see ``_Run._await_route``)."""
+
+
 class TrafficSource(Protocol):
     """Anything that can hand over the traffic seen so far."""
 
@@ -325,6 +330,7 @@ class _Run:
     def _step(self, index: int) -> StepResult:
         clock, step = self.clock, self.plan.steps[index]
         self.rollout.set_weight(step.weight, timeout=self.weight_timeout)
+        settled = self._await_route(index, step)
         started = clock.now()
         window = g.Window(
             canary=self.canary.version,
@@ -338,12 +344,14 @@ class _Run:
                 message=(
                     f"step {index + 1}: weight {step.weight}%, holding {step.hold_s:g}s "
                     f"(up to {step.hold_limit_s:g}s while gates collect)"
+                    + ("" if settled is None else f"; the gateway applied it in {settled:.1f}s")
                 ),
                 step=index,
                 weight=step.weight,
                 hold_s=step.hold_s,
                 max_hold_s=step.hold_limit_s,
                 since=started,
+                settled_s=settled,
             )
         )
         gates = step.gates
@@ -430,6 +438,26 @@ class _Run:
             )
         )
         return StepResult(index, step.weight, started, ended, tuple(verdicts), summary)
+
+    def _await_route(self, index: int, step: Step) -> float | None:
+        """Seconds until the probe saw the canary answer its share (at most ``SETTLE_MAX_S``).
+
+        The route object says the weight is applied; a gateway (the sandbox's data plane
+        on a loaded machine) can take a few seconds more to send it traffic. The step's
+        window starts after that, so the gates judge the weight as served. A canary
+        that never answers ends the wait at the limit, and the gates then fail it.
+        """
+        if self.source is None or not step.gates:
+            return None
+        t0 = self.clock.monotonic()
+        since = self.clock.now()
+        window = g.Window(canary=self.canary.version, since=since, weight=step.weight)
+        while self.clock.monotonic() - t0 < SETTLE_MAX_S:
+            self._check_health(index, step, window, since)
+            if g.route_took_effect(self.source.traffic(), window):
+                break
+            self.clock.sleep(0.25)
+        return round(self.clock.monotonic() - t0, 3)
 
     def _per_step_comparisons(self, gates: tuple[g.Gate, ...]) -> tuple[g.Gate, ...]:
         """Without a baseline (a resumed run) comparisons restart at every step: each

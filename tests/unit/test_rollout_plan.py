@@ -245,17 +245,25 @@ class Steady:
         bad: float = 0.0,
         hang: bool = False,
         label: str = "v2",
+        late_s: int = 0,
     ) -> None:
         self.rows: list[tuple[int, str, int, int]] = []
         self.lost: list[int] = []
         self.rollout, self.clock, self.bad = rollout, clock, bad
         self.hang, self.label = hang, label
+        self.late_s = late_s
+        """The gateway sends the canary nothing for its first ``late_s`` seconds of traffic."""
         self.last = 0
+        self.first_weight: int | None = None
         self.alive = True
 
     def traffic(self) -> g.Traffic:
         while self.last < int(self.clock.t):
             w = self.rollout.status().desired_weight
+            if w and self.first_weight is None:
+                self.first_weight = self.last
+            if self.first_weight is not None and self.last < self.first_weight + self.late_s:
+                w = 0
             if self.hang:
                 self.rows += [(self.last, "v1", 100 - w, 0), (self.last, "unknown", w, 0)]
                 self.lost += [0, w]
@@ -344,6 +352,16 @@ def test_a_canary_hidden_as_the_original_fails_on_its_share() -> None:
     assert finished(ro)["reason"] == "NoCanaryTraffic"
 
 
+def test_a_gateway_slow_to_apply_the_weight_is_waited_for() -> None:
+    """The route says 10%, the data plane sends the canary nothing for 8 s, then 10%."""
+    ro, clk = FakeRollout(), FakeClock()
+    plan = plan_from([10, 100], hold_s=10)
+    out = run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk, late_s=8), clock=clk.clock())  # type: ignore[arg-type]
+    assert out.promoted
+    (first, *_) = [e for e in kinds(ro, "step") if e.get("state") == "started"]
+    assert 8 <= first["settled_s"] < 12
+
+
 def test_insufficient_evidence_extends_the_hold_then_fails_closed() -> None:
     ro, clk = FakeRollout(), FakeClock()
     # 100 requests at 10% give the canary ~10/s: 5000 are never reached within 30s
@@ -357,7 +375,7 @@ def test_insufficient_evidence_extends_the_hold_then_fails_closed() -> None:
         run_plan(ro, plan, Canary("v2", image="x"), Steady(ro, clk), clock=clk.clock())  # type: ignore[arg-type]
     assert err.value.reason == "InsufficientEvidence"
     assert "max-error-rate" in str(err.value)
-    assert 30 <= clk.t < 32
+    assert 30 <= clk.t < 34  # + the second or two until the route showed
     assert ro.calls == ["create", "ready", "weight 10", "abort"]
     (ext,) = kinds(ro, "extension")
     assert "max-error-rate" in ext["collecting"]
