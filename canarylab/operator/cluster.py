@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from canarylab.errors import CanarylabError
 from canarylab.model.spec import GROUP, KIND, PLURAL, VERSION
 from canarylab.model.workload import CANARY_LABEL, TEMPLATE_HASH, owner_reference
+from canarylab.routers.base import AbsentRoutes
 
 log = logging.getLogger("canarylab.controller")
 
@@ -62,6 +63,8 @@ class Cluster:
         self.core = client.CoreV1Api(api_client)
         # Events are posted off the reconcile path: a pass never waits for them.
         self._events = ThreadPoolExecutor(2, thread_name_prefix="canarylab-events")
+        self.absent_routes: AbsentRoutes = set()
+        """Managed routes this controller deleted or found missing (see ``AbsentRoutes``)."""
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return dict(self.api_client.sanitize_for_serialization(obj))

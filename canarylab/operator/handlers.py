@@ -9,7 +9,10 @@ events: the CanaryDeployment itself, any Deployment (looked up in a kopf index o
 canaries by parent, so a parent's rollout progress re-triggers its canary at once;
 canary Deployments by their label) and the routes (by a second index key). The
 delete handler restores the route before kopf removes the finalizer. This module
-must never make decisions; those live in ``canarylab.model``.
+must never make decisions; those live in ``canarylab.model``, and it keeps no state of
+its own: everything a running controller remembers is in the ``Fleet`` that kopf hands
+every handler as ``memo.fleet``, so two controllers in one process (or a test) never
+share it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import random
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -39,37 +43,52 @@ WORKERS = 24
 """Reconcile passes that may run at once (each in a thread; the client is synchronous)."""
 
 Key = tuple[str, str]
-_pokes: dict[Key, asyncio.Event] = {}
-_locks: dict[Key, asyncio.Lock] = {}
-_state: dict[str, Any] = {}
-_handled: dict[Key, int] = {}
-"""The generation each canary's last pass saw: status-only events need no new pass."""
 log = logging.getLogger("canarylab.controller")
 
 
-def configure(cluster: Cluster) -> None:
-    """Give the handlers their Kubernetes client (called once, before kopf starts)."""
-    _state["cluster"] = cluster
+@dataclass
+class Fleet:
+    """What one running controller remembers about the canaries it serves.
+
+    Created by ``canarylab.operator.run`` with the cluster client and handed to kopf as
+    ``memo.fleet``; nothing here outlives the controller, and the cluster stays the
+    record (a restart starts from it).
+    """
+
+    cluster: Cluster
+    pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
+    """Each canary's wake-up, set by watch events."""
+    locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+    """One pass or finalizer at a time per canary."""
+    handled: dict[Key, int] = field(default_factory=dict)
+    """The generation each canary's last pass saw: status-only events need no new pass."""
+
+    def poke(self, namespace: str, name: str) -> None:
+        """Wake a canary's daemon for a pass now."""
+        event = self.pokes.get((namespace, name))
+        if event is not None:
+            event.set()
 
 
-def _cluster() -> Cluster:
-    cluster = _state.get("cluster")
-    if cluster is None:
-        raise kopf.PermanentError("the controller was started without a cluster client")
-    return cluster
+def memo_for(cluster: Cluster) -> kopf.Memo:
+    """The ``memo`` to start kopf with: a fresh ``Fleet`` over ``cluster``."""
+    return kopf.Memo(fleet=Fleet(cluster))
 
 
-def poke(namespace: str, name: str) -> None:
-    """Wake a canary's daemon for a pass now."""
-    event = _pokes.get((namespace, name))
-    if event is not None:
-        event.set()
+def _fleet(kwargs: Mapping[str, Any]) -> Fleet:
+    fleet = getattr(kwargs.get("memo"), "fleet", None)
+    if not isinstance(fleet, Fleet):
+        raise kopf.PermanentError(
+            "the controller was started without a cluster client (memo.fleet); "
+            "start it with canarylab.operator.run"
+        )
+    return fleet
 
 
 @kopf.on.login()
-async def _login(**_: Any) -> kopf.ConnectionInfo:
+async def _login(**kwargs: Any) -> kopf.ConnectionInfo:
     """Log kopf in exactly as our own client is (kubeconfig resolved by canarylab.kube)."""
-    conf = _cluster().api_client.configuration
+    conf = _fleet(kwargs).cluster.api_client.configuration
     token = (conf.api_key or {}).get("authorization") or (conf.api_key or {}).get("BearerToken")
     if token and token.lower().startswith("bearer "):
         token = token[7:]
@@ -179,32 +198,36 @@ def _conflict(index: kopf.Index[Any, Any], namespace: str, name: str, parent: st
 async def _canary_changed(**kwargs: Any) -> None:
     key = (kwargs["namespace"], kwargs["name"])
     meta = kwargs["meta"]
-    if meta.get("deletionTimestamp") or _handled.get(key) != meta.get("generation"):
-        poke(*key)
+    fleet = _fleet(kwargs)
+    if meta.get("deletionTimestamp") or fleet.handled.get(key) != meta.get("generation"):
+        fleet.poke(*key)
 
 
 @kopf.on.event("apps", "v1", "deployments")
 async def _deployment_changed(**kwargs: Any) -> None:
     namespace, name = kwargs["namespace"], kwargs["name"]
+    fleet = _fleet(kwargs)
     for _created, cd in kwargs["canaries"].get(("parent", namespace, name), ()):
-        poke(namespace, cd)
+        fleet.poke(namespace, cd)
     owner = kwargs["labels"].get(CANARY_LABEL)
     if owner:
-        poke(namespace, owner)
+        fleet.poke(namespace, owner)
 
 
 @kopf.on.event("apisix.apache.org", "v2", "apisixroutes")
 async def _apisix_route_changed(**kwargs: Any) -> None:
     namespace = kwargs["namespace"]
+    fleet = _fleet(kwargs)
     for cd in kwargs["canaries"].get(("route", namespace, "apisix", kwargs["name"]), ()):
-        poke(namespace, cd)
+        fleet.poke(namespace, cd)
 
 
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
 async def _http_route_changed(**kwargs: Any) -> None:
     namespace = kwargs["namespace"]
+    fleet = _fleet(kwargs)
     for cd in kwargs["canaries"].get(("route", namespace, "gatewayAPI", kwargs["name"]), ()):
-        poke(namespace, cd)
+        fleet.poke(namespace, cd)
 
 
 # Explicit ids: kopf names its progress annotations after handlers, and an annotation
@@ -216,8 +239,9 @@ async def _run(**kwargs: Any) -> None:
     stopped: kopf.DaemonStopped = kwargs["stopped"]
     body: kopf.Body = kwargs["body"]  # kept current by kopf from the watch
     key = (namespace, name)
-    event = _pokes.setdefault(key, asyncio.Event())
-    lock = _locks.setdefault(key, asyncio.Lock())
+    fleet = _fleet(kwargs)
+    event = fleet.pokes.setdefault(key, asyncio.Event())
+    lock = fleet.locks.setdefault(key, asyncio.Lock())
     failures = 0
     # The status this daemon last wrote and the one it replaced: a pass can start before
     # the watch delivers our own write, and judging that stale body again would write
@@ -236,14 +260,14 @@ async def _run(**kwargs: Any) -> None:
             try:
                 # set before the pass: events for this generation arriving meanwhile
                 # (status, kopf's own annotations) need no second pass
-                _handled[key] = int(snap.cd["metadata"].get("generation") or 0)
+                fleet.handled[key] = int(snap.cd["metadata"].get("generation") or 0)
                 async with lock:
-                    outcome = await asyncio.to_thread(reconcile, _cluster(), snap)
+                    outcome = await asyncio.to_thread(reconcile, fleet.cluster, snap)
                 failures = 0
                 if outcome.written is not None:
                     written = outcome.written
             except Exception as err:
-                _handled.pop(key, None)
+                fleet.handled.pop(key, None)
                 failures += 1
                 delay = min(30.0, 0.5 * 2**failures)
                 log.warning(
@@ -260,8 +284,8 @@ async def _run(**kwargs: Any) -> None:
                 delay = min(delay, max(0.0, outcome.recheck_in) + LAPSE_SLACK)
             await _wait(event, stopped, delay)
     finally:
-        _pokes.pop(key, None)
-        _handled.pop(key, None)
+        fleet.pokes.pop(key, None)
+        fleet.handled.pop(key, None)
 
 
 def _snapshot(body: kopf.Body, kwargs: Mapping[str, Any]) -> Snapshot:
@@ -300,11 +324,12 @@ async def _finalize(**kwargs: Any) -> None:
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }
-    lock = _locks.setdefault((namespace, name), asyncio.Lock())
+    fleet = _fleet(kwargs)
+    lock = fleet.locks.setdefault((namespace, name), asyncio.Lock())
     try:
         async with lock:
-            await asyncio.to_thread(finalize, _cluster(), namespace, name, plain)
+            await asyncio.to_thread(finalize, fleet.cluster, namespace, name, plain)
     except Exception as err:
         raise kopf.TemporaryError(f"restoring the route failed: {err}; retrying", delay=1) from err
     finally:
-        _locks.pop((namespace, name), None)
+        fleet.locks.pop((namespace, name), None)

@@ -42,6 +42,7 @@ from canarylab.model.workload import (
 from canarylab.operator import metrics
 from canarylab.operator.cluster import Cluster, Rejected, now
 from canarylab.routers.base import Owner, RouteProblem, TrafficRouter
+from canarylab.routers.managed import RouteRouter
 from canarylab.routers.registry import UnknownRouter, load
 
 log = logging.getLogger("canarylab.controller")
@@ -65,7 +66,14 @@ class Outcome:
 def _router(
     cluster: Cluster, spec: CanarySpec, owner: Owner, services: frozenset[str]
 ) -> TrafficRouter:
-    return load(spec.router.kind)(cluster.api_client, owner, spec.router.config, services)
+    factory = load(spec.router.kind)
+    managed = factory if isinstance(factory, type) and issubclass(factory, RouteRouter) else None
+    if managed is not None:
+        # the built-in routers share this controller's cache of routes known to be gone
+        return managed(
+            cluster.api_client, owner, spec.router.config, services, absent=cluster.absent_routes
+        )
+    return factory(cluster.api_client, owner, spec.router.config, services)
 
 
 def _parent_services(

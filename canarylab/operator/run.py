@@ -41,7 +41,7 @@ def run(
     api = kube.api_client(target.kubeconfig, target.context)
     # one connection per worker thread, so passes for many canaries do not queue on the pool
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
-    handlers.configure(Cluster(api))
+    memo = handlers.memo_for(Cluster(api))
     if metrics_port is not None:
         metrics.serve(metrics_port)
     logging.getLogger("canarylab.controller").info(
@@ -56,6 +56,7 @@ def run(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness,
+            memo=memo,
         )
     )
 

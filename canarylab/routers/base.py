@@ -86,6 +86,7 @@ class TrafficRouter(Protocol):
 
 
 __all__ = [
+    "AbsentRoutes",
     "CustomRoutes",
     "Owner",
     "RouteKind",
@@ -114,21 +115,29 @@ class RouteKind:
         return f"{self.group}/{self.version}"
 
 
-_known_absent: set[tuple[str, str, str]] = set()
-"""(plural, namespace, name) of routes this process deleted or found missing; a pure
+AbsentRoutes = set[tuple[str, str, str]]
+"""(plural, namespace, name) of routes a controller deleted or found missing; a pure
 cache to skip repeated DELETEs of a managed route that is already gone (a restart
-forgets it, which costs one DELETE answered 404)."""
+forgets it, which costs one DELETE answered 404). The controller owns one and hands
+it to its routers; it is never process-wide."""
 
 
 class CustomRoutes:
     """Read, replace, create and delete one kind of route through CustomObjectsApi."""
 
-    def __init__(self, api_client: Any, kind: RouteKind, namespace: str) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        kind: RouteKind,
+        namespace: str,
+        absent: AbsentRoutes | None = None,
+    ) -> None:
         from kubernetes import client
 
         self._api = client.CustomObjectsApi(api_client)
         self.kind = kind
         self.namespace = namespace
+        self.absent: AbsentRoutes = set() if absent is None else absent
 
     def get(self, name: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
@@ -186,7 +195,7 @@ class CustomRoutes:
 
         k = self.kind
         name = obj["metadata"]["name"]
-        _known_absent.discard((k.plural, self.namespace, name))
+        self.absent.discard((k.plural, self.namespace, name))
         try:
             self._api.create_namespaced_custom_object(
                 k.group, k.version, self.namespace, k.plural, obj
@@ -211,7 +220,7 @@ class CustomRoutes:
 
         k = self.kind
         key = (k.plural, self.namespace, name)
-        if key in _known_absent:
+        if key in self.absent:
             return
         try:
             self._api.delete_namespaced_custom_object(
@@ -220,7 +229,7 @@ class CustomRoutes:
         except ApiException as err:
             if err.status != 404:
                 raise
-        _known_absent.add(key)
+        self.absent.add(key)
 
 
 def read_original(route: Mapping[str, Any], owner: Owner) -> dict[str, Any] | None:

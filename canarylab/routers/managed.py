@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from canarylab.model.spec import Match, TrafficSplit
 from canarylab.routers.base import (
+    AbsentRoutes,
     CustomRoutes,
     Owner,
     RouteKind,
@@ -35,13 +36,16 @@ class RouteRouter:
         owner: Owner,
         config: Mapping[str, Any],
         parent_services: frozenset[str],
+        *,
+        absent: AbsentRoutes | None = None,
     ) -> None:
+        """``absent``: the controller's cache of routes known to be gone (private if None)."""
         self.owner = owner
         self.config = config
         self.parent_services = parent_services
         self.name = str(config.get(self.route_field, ""))
         self._seen: dict[str, Any] | None = None
-        self.routes = CustomRoutes(api_client, self.route_kind, owner.namespace)
+        self.routes = CustomRoutes(api_client, self.route_kind, owner.namespace, absent)
 
     # -- the pure edits, per provider ---------------------------------------------
     def targets(self, route: Mapping[str, Any]) -> Any:
