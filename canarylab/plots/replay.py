@@ -285,13 +285,31 @@ class Replay:
             held.append(number_or_nan(summary.get("held_s", end["held_s"])))
             extended.append(extensions.get(int(end["step"]), ""))
             judged.append(_judged(summary))
-            notes.append(_difference(row, summary, end))
+            notes.append(_difference(row, summary, end, self._gates_saw(end)))
         table.insert(2, "result", results)
         table.insert(3, "held_s", held)
         table.insert(4, "extended", extended)
         table["judged"] = judged
         table["note"] = notes
         return table
+
+    def _gates_saw(self, end: Mapping[str, Any]) -> int:
+        """The most requests any gate of the step judged at its last look (0: unknown)."""
+        index = int(end["step"])
+        last = _last_per_gate(
+            [
+                v
+                for v in self.rows_of(Kind.VERDICT)
+                if _int(v.get("step")) == index and v["t"] <= end["t"]
+            ]
+        )
+        counts = [0]
+        for v in last:
+            n = v.get("numbers") if isinstance(v.get("numbers"), dict) else {}
+            assert isinstance(n, dict)
+            pair = (_int(n.get("canary_requests")) or 0) + (_int(n.get("original_requests")) or 0)
+            counts.append(max(pair, _int(n.get("requests")) or 0))
+        return max(counts)
 
     def _replayed_rows(self) -> list[dict[str, Any]]:
         from canarylab import gates as g
@@ -375,7 +393,10 @@ def _judged(summary: Mapping[str, Any]) -> str:
 
 
 def _difference(
-    replayed: Mapping[str, Any], summary: Mapping[str, Any] | None, end: Mapping[str, Any]
+    replayed: Mapping[str, Any],
+    summary: Mapping[str, Any] | None,
+    end: Mapping[str, Any],
+    gates_saw: int = 0,
 ) -> str:
     """Why the replayed counts differ from the judged ones ("" when they do not)."""
     if not summary:
@@ -388,12 +409,18 @@ def _difference(
     more = {v: int(seen.get(v, 0)) - int(judged.get(v, 0)) for v in set(seen) | set(judged)}
     total = sum(judged.values()) if judged else 0
     if total == 0 and sum(seen.values()):
-        reason = _text(end.get("reason"))
-        why = f" ({reason})" if reason else ""
-        return (
-            f"the runbook judged no traffic{why}: the step stopped before the probe delivered "
-            "any; the counts are the record's samples of the step"
+        held = end.get("held_s")
+        when = f" {held:.1f} s after it began" if isinstance(held, float) else ""
+        text = (
+            f"the runbook's summary counted no closed second: the step stopped{when}, before "
+            "the probe delivered one; the counts are the record's samples of the step"
         )
+        if gates_saw:
+            text += (
+                f"; its gates judged {gates_saw:,} requests (comparison gates count from the "
+                "baseline's end, before the step began)"
+            )
+        return text
     if all(d == 0 for d in more.values()):
         return ""
     extra = {v: d for v, d in more.items() if d > 0}

@@ -485,3 +485,36 @@ def test_slider_caption_before_any_action_says_dash_not_nan(gated: Replay) -> No
     state = frames.state_at(gated.samples, gated.events, T0 + pd.Timedelta(seconds=5))
     assert state["last_action"] == ""
     assert "nan" not in report.describe_state(state)
+
+
+def test_a_step_stopped_before_a_second_closed_says_what_its_gates_saw(tmp_path: Path) -> None:
+    from canarylab.record import Recorder
+    from canarylab.record import events as ev
+
+    since, until = T0 + pd.Timedelta(seconds=5), T0 + pd.Timedelta(seconds=6)
+    with Recorder(tmp_path / "r", {"version": "v2"}) as rec:
+        rec.samples(_samples(range(10), weight_at=lambda i: 5, error_at=lambda i: 0.5))
+        started = ev.StepEvent(step=0, weight=5, since=since)
+        rec.event(started.kind, t=since.isoformat(), **started.fields())
+        numbers = {"canary_requests": 6, "canary_failures": 4, "original_requests": 392}
+        rec.event(
+            ev.Kind.VERDICT,
+            t=until.isoformat(),
+            step=0,
+            gate="error-rate-comparison",
+            outcome="fail",
+            reason="r",
+            numbers=numbers,
+            look=1,
+        )
+        failed = ev.StepEvent(
+            step=0,
+            weight=5,
+            state=ev.StepState.FAILED,
+            summary={"step": 1, "weight": 5, "requests": {}, "verdict": "fail"},
+            until=until,
+        )
+        rec.event(failed.kind, t=until.isoformat(), **failed.fields())
+    note = replay_load(tmp_path / "r").step_table()["note"].iloc[0]
+    assert "summary counted no closed second: the step stopped 1.0 s after it began" in note
+    assert "its gates judged 398 requests" in note
