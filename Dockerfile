@@ -15,9 +15,10 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin canarylab
-COPY deploy/controller-requirements.txt /tmp/controller-requirements.txt
-RUN pip install --no-cache-dir -r /tmp/controller-requirements.txt \
-    && rm /tmp/controller-requirements.txt
+# constraints.txt: the versions the tests ran with.
+COPY deploy/controller-requirements.txt constraints.txt /tmp/
+RUN pip install --no-cache-dir -r /tmp/controller-requirements.txt -c /tmp/constraints.txt \
+    && rm /tmp/controller-requirements.txt /tmp/constraints.txt
 COPY --from=build /wheels /wheels
 # The import line fails the build if the controller needs something the requirements lack.
 RUN pip install --no-cache-dir --no-deps /wheels/canarylab-*.whl && rm -rf /wheels \
