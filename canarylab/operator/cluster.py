@@ -82,6 +82,67 @@ class Cluster:
             if err.status != 404:
                 raise
 
+    def add_finalizer(self, cd: Mapping[str, Any], finalizer: str) -> bool:
+        """Hold the CanaryDeployment's deletion until ``remove_finalizer``.
+
+        Guarded by the body's resourceVersion (the list is replaced whole); False when
+        the object changed or went meanwhile: the watch brings the newer body.
+        """
+        meta = cd["metadata"]
+        finalizers = [*(meta.get("finalizers") or ()), finalizer]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            _drain(
+                self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch, **RAW
+                )
+            )
+        except ApiException as err:
+            if err.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        """Let the CanaryDeployment go (a JSON patch that tests the entry it removes)."""
+        for _ in range(5):
+            try:
+                current = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name
+                )
+            except ApiException as err:
+                if err.status == 404:
+                    return
+                raise
+            finalizers = list((current.get("metadata") or {}).get("finalizers") or ())
+            if finalizer not in finalizers:
+                return
+            at = finalizers.index(finalizer)
+            ops = [
+                {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+            ]
+            try:
+                _drain(
+                    self.custom.patch_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        PLURAL,
+                        name,
+                        ops,
+                        _content_type="application/json-patch+json",
+                        **RAW,
+                    )
+                )
+                return
+            except ApiException as err:
+                if err.status == 404:
+                    return
+                if err.status not in (409, 422):  # the list moved: read it again
+                    raise
+        raise CanarylabError(f"the finalizers of {namespace}/{name} kept changing; retrying")
+
     def adopt_by_parent(self, cd: Mapping[str, Any], parent: Mapping[str, Any]) -> None:
         """Make the parent Deployment an owner (not controller) of the CanaryDeployment."""
         meta = cd["metadata"]

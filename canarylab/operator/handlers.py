@@ -1,78 +1,39 @@
-"""The kopf handlers: who wakes which canary, and the finalizer.
+"""The kopf handlers: watch events that wake canaries, and the controller's lifecycle.
 
-Each CanaryDeployment gets a daemon that runs reconcile passes in a worker thread
-whenever it is poked, and every ``RESYNC`` seconds regardless, or sooner when the
-pass says the clock alone will change the decision (a driver's lease runs out: the
-daemon wakes just after the deadline, so a lapse is acted on within about a
-second). Pokes come from watch
-events: the CanaryDeployment itself, any Deployment (looked up in a kopf index of
-canaries by parent, so a parent's rollout progress re-triggers its canary at once;
-canary Deployments by their label) and the routes (by a second index key). The
-delete handler restores the route before kopf removes the finalizer. This module
-must never make decisions; those live in ``canarylab.model``, and it keeps no state of
-its own: everything a running controller remembers is in the ``Fleet`` that kopf hands
-every handler as ``memo.fleet``, so two controllers in one process (or a test) never
-share it.
+kopf only watches here. A CanaryDeployment event hands its body to the controller's
+``Fleet``; Deployment and route events look their canaries up in a kopf index (by
+parent, by the canary label, by route) and poke them. The ``Fleet``'s workers run the
+reconcile passes, hold the finalizer and restore the route on deletion. No handler
+here writes to the cluster, so kopf stores nothing on the objects (no progress or
+diff-base annotations, no finalizer of its own). This module must never make
+decisions; those live in ``canarylab.model``, and it keeps no state of its own:
+everything a running controller remembers is in the ``Fleet`` that kopf hands every
+handler as ``memo.fleet``, so two controllers in one process (or a test) never share it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import logging
-import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from canarylab.model.spec import GROUP, PLURAL, VERSION
-from canarylab.model.workload import CANARY_LABEL, canary_deployment_name_for
+from canarylab.model.workload import CANARY_LABEL
 from canarylab.operator.cluster import Cluster
-from canarylab.operator.reconcile import Snapshot, finalize, reconcile
+from canarylab.operator.fleet import FINALIZER, RESYNC, WORKERS, Fleet
 
-RESYNC = 30.0
-"""Seconds between passes when nothing is poked (drift repair, e.g. a hand-edited route)."""
-FINALIZER = "canarylab.io/finalizer"
-LAPSE_SLACK = 0.2
-"""Seconds to wake after a lease's deadline (the lapse test is strict: past the deadline)."""
-WORKERS = 24
-"""Reconcile passes that may run at once (each in a thread; the client is synchronous)."""
+__all__ = ["FINALIZER", "RESYNC", "WORKERS", "Fleet", "memo_for"]
 
-Key = tuple[str, str]
 log = logging.getLogger("canarylab.controller")
 
 
-@dataclass
-class Fleet:
-    """What one running controller remembers about the canaries it serves.
-
-    Created by ``canarylab.operator.run`` with the cluster client and handed to kopf as
-    ``memo.fleet``; nothing here outlives the controller, and the cluster stays the
-    record (a restart starts from it).
-    """
-
-    cluster: Cluster
-    pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
-    """Each canary's wake-up, set by watch events."""
-    locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
-    """One pass or finalizer at a time per canary."""
-    handled: dict[Key, int] = field(default_factory=dict)
-    """The generation each canary's last pass saw: status-only events need no new pass."""
-
-    def poke(self, namespace: str, name: str) -> None:
-        """Wake a canary's daemon for a pass now."""
-        event = self.pokes.get((namespace, name))
-        if event is not None:
-            event.set()
-
-
-def memo_for(cluster: Cluster) -> kopf.Memo:
+def memo_for(cluster: Cluster, workers: int = WORKERS) -> kopf.Memo:
     """The ``memo`` to start kopf with: a fresh ``Fleet`` over ``cluster``."""
-    return kopf.Memo(fleet=Fleet(cluster))
+    return kopf.Memo(fleet=Fleet(cluster, workers=workers))
 
 
 def _fleet(kwargs: Mapping[str, Any]) -> Fleet:
@@ -103,23 +64,45 @@ async def _login(**kwargs: Any) -> kopf.ConnectionInfo:
     )
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base: kopf would deep-copy every watched object on every event to find
+    changes for change-detecting handlers (on.create/update/delete), and this controller
+    has none, so the essence is left empty and nothing is stored on the objects."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
-async def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # passes wait on the API server, not the CPU: enough threads that a burst of
-    # canaries does not queue behind a handful of slow requests
+async def _settings(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    fleet = _fleet(kwargs)
+    # passes wait on the API server, not the CPU: one thread per worker
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="canarylab-pass")
+        ThreadPoolExecutor(max_workers=fleet.workers + 2, thread_name_prefix="canarylab-pass")
     )
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="canarylab.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="canarylab.io", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.posting.enabled = False  # our own Events say what happened, kopf's logs stay logs
     settings.scanning.disabled = True  # no cluster-wide CRD/namespace watch: least privilege
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.background.cancellation_polling = 0.5
+    # an object's events are handled after this quiet time; the default 0.1 s delays
+    # every poke and buys nothing here (handlers only poke, which coalesces anyway)
+    settings.batching.batch_window = 0.01
+    fleet.start()
+
+
+@kopf.on.cleanup()
+async def _stop(**kwargs: Any) -> None:
+    await _fleet(kwargs).stop()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -181,26 +164,14 @@ async def services(**kwargs: Any) -> dict[Any, Any]:
     }
 
 
-def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
-    store = index.get(key)
-    return next(iter(store), None) if store else None
-
-
-def _conflict(index: kopf.Index[Any, Any], namespace: str, name: str, parent: str) -> str:
-    """The name of an older canary on the same parent (the later one is refused)."""
-    entries = sorted(index.get(("parent", namespace, parent), ()))
-    if entries and entries[0][1] != name:
-        return str(entries[0][1])
-    return ""
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def _canary_changed(**kwargs: Any) -> None:
-    key = (kwargs["namespace"], kwargs["name"])
-    meta = kwargs["meta"]
     fleet = _fleet(kwargs)
-    if meta.get("deletionTimestamp") or fleet.handled.get(key) != meta.get("generation"):
-        fleet.poke(*key)
+    if (kwargs.get("event") or {}).get("type") == "DELETED":
+        fleet.gone(kwargs["namespace"], kwargs["name"])
+        return
+    indexes = {k: kwargs[k] for k in ("canaries", "deployments", "services")}
+    fleet.seen(kwargs["body"], indexes)
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -208,10 +179,10 @@ async def _deployment_changed(**kwargs: Any) -> None:
     namespace, name = kwargs["namespace"], kwargs["name"]
     fleet = _fleet(kwargs)
     for _created, cd in kwargs["canaries"].get(("parent", namespace, name), ()):
-        fleet.poke(namespace, cd)
+        fleet.poke_soon(namespace, cd)
     owner = kwargs["labels"].get(CANARY_LABEL)
     if owner:
-        fleet.poke(namespace, owner)
+        fleet.poke_soon(namespace, owner)
 
 
 @kopf.on.event("apisix.apache.org", "v2", "apisixroutes")
@@ -219,7 +190,7 @@ async def _apisix_route_changed(**kwargs: Any) -> None:
     namespace = kwargs["namespace"]
     fleet = _fleet(kwargs)
     for cd in kwargs["canaries"].get(("route", namespace, "apisix", kwargs["name"]), ()):
-        fleet.poke(namespace, cd)
+        fleet.poke_soon(namespace, cd)
 
 
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
@@ -227,109 +198,4 @@ async def _http_route_changed(**kwargs: Any) -> None:
     namespace = kwargs["namespace"]
     fleet = _fleet(kwargs)
     for cd in kwargs["canaries"].get(("route", namespace, "gatewayAPI", kwargs["name"]), ()):
-        fleet.poke(namespace, cd)
-
-
-# Explicit ids: kopf names its progress annotations after handlers, and an annotation
-# name may not start with "_" (the API server answers 422).
-@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10.0)
-async def _run(**kwargs: Any) -> None:
-    namespace: str = kwargs["namespace"]
-    name: str = kwargs["name"]
-    stopped: kopf.DaemonStopped = kwargs["stopped"]
-    body: kopf.Body = kwargs["body"]  # kept current by kopf from the watch
-    key = (namespace, name)
-    fleet = _fleet(kwargs)
-    event = fleet.pokes.setdefault(key, asyncio.Event())
-    lock = fleet.locks.setdefault(key, asyncio.Lock())
-    failures = 0
-    # The status this daemon last wrote and the one it replaced: a pass can start before
-    # the watch delivers our own write, and judging that stale body again would write
-    # the same status and post its Events (DriverLost, phase changes) twice.
-    written: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
-    try:
-        while not stopped:
-            event.clear()
-            snap = _snapshot(body, kwargs)
-            if written is not None:
-                if (snap.cd.get("status") or {}) == written[0]:
-                    fresh = {**snap.cd, "status": copy.deepcopy(dict(written[1]))}
-                    snap = dataclasses.replace(snap, cd=fresh)
-                else:
-                    written = None
-            try:
-                # set before the pass: events for this generation arriving meanwhile
-                # (status, kopf's own annotations) need no second pass
-                fleet.handled[key] = int(snap.cd["metadata"].get("generation") or 0)
-                async with lock:
-                    outcome = await asyncio.to_thread(reconcile, fleet.cluster, snap)
-                failures = 0
-                if outcome.written is not None:
-                    written = outcome.written
-            except Exception as err:
-                fleet.handled.pop(key, None)
-                failures += 1
-                delay = min(30.0, 0.5 * 2**failures)
-                log.warning(
-                    "canary %s/%s: pass failed (%s); retrying in %.1fs", namespace, name, err, delay
-                )
-                await _wait(event, stopped, delay)
-                continue
-            if outcome.gone:
-                break
-            if outcome.again:
-                continue
-            delay = RESYNC * random.uniform(0.8, 1.2)
-            if outcome.recheck_in is not None:
-                delay = min(delay, max(0.0, outcome.recheck_in) + LAPSE_SLACK)
-            await _wait(event, stopped, delay)
-    finally:
-        fleet.pokes.pop(key, None)
-        fleet.handled.pop(key, None)
-
-
-def _snapshot(body: kopf.Body, kwargs: Mapping[str, Any]) -> Snapshot:
-    """A consistent-enough copy of what one pass reads, from the body and the indexes."""
-    cd = copy.deepcopy(dict(body))
-    namespace, name = cd["metadata"]["namespace"], cd["metadata"]["name"]
-    parent = str((cd.get("spec") or {}).get("parentDeployment", ""))
-    index = kwargs["deployments"]
-    return Snapshot(
-        cd=cd,
-        parent=copy.deepcopy(_one(index, (namespace, parent))),
-        canary=copy.deepcopy(_one(index, (namespace, canary_deployment_name_for(parent)))),
-        services=[copy.deepcopy(s) for s in kwargs["services"].get(namespace, ())],
-        conflict=_conflict(kwargs["canaries"], namespace, name, parent),
-    )
-
-
-async def _wait(event: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
-    """Until poked, stopped or ``seconds`` passed."""
-    poked = asyncio.ensure_future(event.wait())
-    ended = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({poked, ended}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        poked.cancel()
-        ended.cancel()
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize")
-async def _finalize(**kwargs: Any) -> None:
-    namespace: str = kwargs["namespace"]
-    name: str = kwargs["name"]
-    body = kwargs["body"]
-    plain = {
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-    fleet = _fleet(kwargs)
-    lock = fleet.locks.setdefault((namespace, name), asyncio.Lock())
-    try:
-        async with lock:
-            await asyncio.to_thread(finalize, fleet.cluster, namespace, name, plain)
-    except Exception as err:
-        raise kopf.TemporaryError(f"restoring the route failed: {err}; retrying", delay=1) from err
-    finally:
-        fleet.locks.pop((namespace, name), None)
+        fleet.poke_soon(namespace, cd)

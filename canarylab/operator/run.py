@@ -39,8 +39,8 @@ def run(
     for noisy in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     api = kube.api_client(target.kubeconfig, target.context)
-    # one connection per worker thread, so passes for many canaries do not queue on the pool
-    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+    # one connection per worker (and the Event posters), so passes do not queue on the pool
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = handlers.WORKERS + 4
     memo = handlers.memo_for(Cluster(api))
     if metrics_port is not None:
         metrics.serve(metrics_port)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from canarylab.operator import cluster, handlers, reconcile
+from canarylab.operator import cluster, fleet, handlers, reconcile
 from canarylab.routers import apisix, base, gatewayapi, managed
 
 
@@ -17,9 +17,9 @@ class FakeCluster:
         self.absent_routes: base.AbsentRoutes = set()
 
 
-def fleet() -> handlers.Fleet:
+def new_fleet() -> fleet.Fleet:
     memo = handlers.memo_for(FakeCluster())  # type: ignore[arg-type]
-    assert isinstance(memo.fleet, handlers.Fleet)
+    assert isinstance(memo.fleet, fleet.Fleet)
     return memo.fleet
 
 
@@ -33,26 +33,27 @@ def mutable_globals(module: types.ModuleType) -> list[str]:
 
 
 def test_no_module_level_mutable_state_in_the_operator_or_routers() -> None:
-    for module in (handlers, reconcile, cluster, base, managed, apisix, gatewayapi):
+    for module in (handlers, fleet, reconcile, cluster, base, managed, apisix, gatewayapi):
         assert mutable_globals(module) == [], module.__name__
 
 
 def test_two_controllers_never_share_a_fleet() -> None:
-    one, two = fleet(), fleet()
+    one, two = new_fleet(), new_fleet()
     assert one is not two
-    assert one.pokes is not two.pokes
+    assert one.bodies is not two.bodies
     assert one.handled is not two.handled
 
 
 def test_a_poke_wakes_only_its_own_controllers_canary() -> None:
-    async def scenario() -> tuple[bool, bool]:
-        one, two = fleet(), fleet()
-        a = one.pokes.setdefault(("ns", "cd"), asyncio.Event())
-        b = two.pokes.setdefault(("ns", "cd"), asyncio.Event())
+    async def scenario() -> tuple[int, int]:
+        one, two = new_fleet(), new_fleet()
+        one.queue, two.queue = fleet.WorkQueue(), fleet.WorkQueue()
+        for each in (one, two):
+            each.bodies[("ns", "cd")] = {}
         one.poke("ns", "cd")
-        return a.is_set(), b.is_set()
+        return len(one.queue), len(two.queue)
 
-    assert asyncio.run(scenario()) == (True, False)
+    assert asyncio.run(scenario()) == (1, 0)
 
 
 def test_routers_share_only_the_absent_cache_they_are_given() -> None:
