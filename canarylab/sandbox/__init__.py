@@ -1,7 +1,9 @@
 """The local sandbox: a real Kubernetes API on loopback, built from Go modules.
 
 ``Sandbox`` is the Python handle (a context manager); ``canarylab sandbox`` is
-the CLI over it. See ``docs/sandbox.md`` for the architecture and its limits.
+the CLI over it. ``canarylab.sandbox.finder`` lets ``canarylab.kube.resolve()`` find a
+running sandbox and its gateway through an entry point, so cluster access never imports
+this package. See ``docs/sandbox.md`` for the architecture and its limits.
 """
 
 from canarylab.errors import SandboxError
