@@ -151,7 +151,9 @@ class ProbeFeed:
         self._samples: list[pd.DataFrame] = []
         self._requests: list[pd.DataFrame] = []
         self._seen = 0
-        self._loop = asyncio.new_event_loop()
+        from canarylab.probe.loop import new_event_loop
+
+        self._loop = new_event_loop()  # uvloop when installed (docs/dataplane.md)
         self._task: asyncio.Task[Any] | None = None
         self._stopping = False
         self._started = threading.Event()
