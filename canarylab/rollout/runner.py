@@ -536,7 +536,10 @@ class _Run:
         started: Any,
     ) -> None:
         summary = self._summary(index, step, seen, window, verdicts, started)
-        rolled_back = self._step_failed(index, step.weight, summary, str(failed), started)
+        reason = (
+            Reason.NO_CANARY_TRAFFIC if failed.gate == g.TrafficShare.name else Reason.GATE_FAILED
+        )
+        rolled_back = self._step_failed(index, step.weight, summary, str(failed), started, reason)
         others = tuple(v for v in verdicts if v is not failed)
         err = GateFailed(failed, index, step.weight, rolled_back, others, summary)
         self._finish(err.outcome, err.reason, str(err), index)
@@ -552,6 +555,8 @@ class _Run:
     ) -> None:
         """Record why, roll back, record the outcome, raise :class:`RolloutStopped`."""
         weight = self.plan.steps[index].weight if index is not None else None
+        for v in verdicts:  # every gate's last word on the step that stopped
+            self.rollout.recorder.event(Kind.VERDICT, **verdict_fields(index or 0, v))
         if index is not None:
             rolled_back = self._step_failed(index, weight or 0, summary, message, None, reason)
         else:
