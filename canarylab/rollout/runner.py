@@ -145,11 +145,8 @@ class GateFailed(RolloutStopped):
             for v in every
             if v.numbers.get("p_value") is not None
         )
-        reason = (
-            Reason.NO_CANARY_TRAFFIC if verdict.gate == g.TrafficShare.name else Reason.GATE_FAILED
-        )
         super().__init__(
-            reason,
+            reason_of(verdict),
             f"gate {verdict.gate} failed: {verdict.reason} ({numbers})"
             + (f"; comparisons: {p_values}" if p_values else ""),
             rolled_back=rolled_back,
@@ -158,6 +155,11 @@ class GateFailed(RolloutStopped):
             summary=summary,
             verdicts=every,
         )
+
+
+def reason_of(failed: g.Verdict) -> Reason:
+    """Why a failed verdict stops a run: the traffic-share gate's is ``NoCanaryTraffic``."""
+    return Reason.NO_CANARY_TRAFFIC if failed.gate == g.TrafficShare.name else Reason.GATE_FAILED
 
 
 def _after(outcome: Outcome) -> str:
@@ -536,9 +538,7 @@ class _Run:
         started: Any,
     ) -> None:
         summary = self._summary(index, step, seen, window, verdicts, started)
-        reason = (
-            Reason.NO_CANARY_TRAFFIC if failed.gate == g.TrafficShare.name else Reason.GATE_FAILED
-        )
+        reason = reason_of(failed)
         rolled_back = self._step_failed(index, step.weight, summary, str(failed), started, reason)
         others = tuple(v for v in verdicts if v is not failed)
         err = GateFailed(failed, index, step.weight, rolled_back, others, summary)
