@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "step-through.ipynb"
+from canarylab.cli.paths import shipped
+
+NOTEBOOK = shipped("notebooks") / "step-through.ipynb"
 
 
 def voila_command(notebook: Path, port: int, ip: str, open_browser: bool) -> list[str]:

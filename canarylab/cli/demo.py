@@ -28,14 +28,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from canarylab.cli.paths import shipped
+
 NAMESPACE = "demo"
 PARENT = "hello"
 
 
 def runbook_path() -> Path:
-    """``runbooks/canary-rollout.ipynb`` of this checkout (or of the current directory)."""
-    here = Path(__file__).resolve().parents[2] / "runbooks" / "canary-rollout.ipynb"
-    return here if here.is_file() else Path("runbooks") / "canary-rollout.ipynb"
+    """``runbooks/canary-rollout.ipynb`` of this checkout, else of the installed wheel."""
+    return shipped("runbooks") / "canary-rollout.ipynb"
 
 
 def demo_parameters(

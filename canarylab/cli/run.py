@@ -43,11 +43,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from canarylab.cli.codes import Command
+from canarylab.cli.paths import shipped
 
 if TYPE_CHECKING:  # canarylab.record loads pandas: imported where used (cli/codes.py)
     from canarylab.record.events import ExitCode
 
-RUNBOOK_DIRS = (Path("runbooks"),)
+RUNBOOK_DIRS = (Path("runbooks"), shipped("runbooks"))
+"""Where a runbook name is looked up: ``./runbooks``, then the ones canarylab ships."""
 
 USAGE_ERRORS = frozenset(
     {"PlanError", "GateSpecError", "SpecError", "PapermillMissingParameterException"}
@@ -59,14 +61,14 @@ ENGINE = "canarylab"
 
 
 def find_runbook(name: str) -> Path:
-    """A path as given, else ``runbooks/<name>[.ipynb]``."""
+    """A path as given, else ``<dir>/<name>[.ipynb]`` for each of ``RUNBOOK_DIRS``."""
     candidates = [Path(name)]
     for folder in RUNBOOK_DIRS:
         candidates += [folder / name, folder / f"{name}.ipynb"]
     for path in candidates:
         if path.is_file():
             return path
-    known = sorted(p.stem for d in RUNBOOK_DIRS if d.is_dir() for p in d.glob("*.ipynb"))
+    known = sorted({p.stem for d in RUNBOOK_DIRS if d.is_dir() for p in d.glob("*.ipynb")})
     raise click.BadParameter(
         f"no runbook {name!r}" + (f"; known runbooks: {', '.join(known)}" if known else ""),
         param_hint="RUNBOOK",

@@ -285,6 +285,24 @@ def test_the_installed_wheel_finds_its_runbooks(wheel: Path, tmp_path: Path) -> 
     )
     assert help_text.returncode == 0, help_text.stderr
     assert "controller" in help_text.stdout
+    found = subprocess.run(
+        [
+            python,
+            "-c",
+            "from canarylab.cli.run import find_runbook; from canarylab.cli.dashboard import "
+            "NOTEBOOK; from canarylab.cli.demo import runbook_path; "
+            "print(find_runbook('canary-rollout').resolve()); print(NOTEBOOK); print(runbook_path())",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=empty,
+    ).stdout.splitlines()
+    assert found == [
+        f"{site}/canarylab/runbooks/canary-rollout.ipynb",
+        f"{site}/canarylab/notebooks/step-through.ipynb",
+        f"{site}/canarylab/runbooks/canary-rollout.ipynb",
+    ]
 
 
 def constraints() -> dict[str, str]:
