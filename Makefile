@@ -19,10 +19,12 @@ help:
 	@echo "make chaos  - the fault-injection suite (its own pytest session; CI runs it)"
 	@echo "make sandbox-build - build the sandbox's Go binaries (once; the targets above need them)"
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every distribution of .[dev] (tested by tests/unit/test_packaging.py),
+# so a fresh machine installs what CI tested.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
 venv: $(VENV)/.installed
