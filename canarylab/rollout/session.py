@@ -96,14 +96,17 @@ class RolloutSession:
     """One run of the canary-rollout runbook; see the module docstring."""
 
     def __init__(self, params: RunbookParameters, kube: Any = None) -> None:
-        from canarylab.kube import api_client, resolve
+        from canarylab.kube import resolve
 
         self.params = params
         self.plan = params.plan()  # bad steps/gates fail here, before anything changes
         self.out = Path(params.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.target = resolve(params.kubeconfig) if kube is None else None
-        self.kube = kube if kube is not None else api_client(params.kubeconfig)
+        self.target: Any = None
+        self.kube = kube
+        if kube is None:  # one resolution: the client and the gateway of the same cluster
+            self.target = resolve(params.kubeconfig)
+            self.kube = self.target.api_client()
         self.recorder = Recorder(
             self.out / "record",
             {
@@ -264,7 +267,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _sandbox_gateway(target: Any) -> str:
-    """The gateway of the sandbox the kubeconfig belongs to (else the default sandbox)."""
+    """The gateway of the local cluster the target is (else of the default sandbox)."""
+    if getattr(target, "gateway", None):
+        return str(target.gateway)
     from canarylab.sandbox import gateway_for
 
     gateway = gateway_for(getattr(target, "kubeconfig", None))
