@@ -23,6 +23,7 @@ import kopf
 
 from canarylab.model.spec import GROUP, PLURAL, VERSION
 from canarylab.model.workload import CANARY_LABEL
+from canarylab.operator import crds
 from canarylab.operator.cluster import Cluster
 from canarylab.operator.fleet import FINALIZER, RESYNC, WORKERS, Fleet
 
@@ -31,9 +32,13 @@ __all__ = ["FINALIZER", "RESYNC", "WORKERS", "Fleet", "memo_for"]
 log = logging.getLogger("canarylab.controller")
 
 
-def memo_for(cluster: Cluster, workers: int = WORKERS) -> kopf.Memo:
-    """The ``memo`` to start kopf with: a fresh ``Fleet`` over ``cluster``."""
-    return kopf.Memo(fleet=Fleet(cluster, workers=workers))
+def memo_for(cluster: Cluster, workers: int = WORKERS, insights: Any = None) -> kopf.Memo:
+    """The ``memo`` to start kopf with: a fresh ``Fleet`` over ``cluster``.
+
+    ``insights``: the kopf Insights the operator was started with; with them, kinds
+    whose CRD is installed later are served without a restart (``crds``).
+    """
+    return kopf.Memo(fleet=Fleet(cluster, workers=workers), insights=insights, rechecks=[])
 
 
 def _fleet(kwargs: Mapping[str, Any]) -> Fleet:
@@ -98,10 +103,18 @@ async def _settings(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # every poke and buys nothing here (handlers only poke, which coalesces anyway)
     settings.batching.batch_window = 0.01
     fleet.start()
+    memo = kwargs["memo"]
+    if getattr(memo, "insights", None) is not None:
+        task = asyncio.get_running_loop().create_task(
+            crds.serve_later_crds(memo.insights, settings), name="canarylab-crd-recheck"
+        )
+        memo.rechecks.append(task)
 
 
 @kopf.on.cleanup()
 async def _stop(**kwargs: Any) -> None:
+    for task in getattr(kwargs.get("memo"), "rechecks", ()):
+        task.cancel()
     await _fleet(kwargs).stop()
 
 

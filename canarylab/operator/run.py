@@ -26,7 +26,7 @@ def run(
     _cap_malloc_arenas()
     import kopf
 
-    from canarylab.operator import handlers, metrics
+    from canarylab.operator import crds, handlers, metrics
     from canarylab.operator.cluster import Cluster
 
     target = kube.resolve(kubeconfig)
@@ -41,7 +41,8 @@ def run(
     api = kube.api_client(target.kubeconfig, target.context)
     # one connection per worker (and the Event posters), so passes do not queue on the pool
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = handlers.WORKERS + 4
-    memo = handlers.memo_for(Cluster(api))
+    insights = crds.new_insights()
+    memo = handlers.memo_for(Cluster(api), insights=insights)
     if metrics_port is not None:
         metrics.serve(metrics_port)
     logging.getLogger("canarylab.controller").info(
@@ -57,6 +58,7 @@ def run(
             namespaces=list(namespaces),
             liveness_endpoint=liveness,
             memo=memo,
+            insights=insights,
         )
     )
 
