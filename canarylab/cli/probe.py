@@ -6,7 +6,6 @@ summary (``total``, ``by_version``, ``failed``, ``rps``, ``latency_ms``) for scr
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -99,6 +98,7 @@ def probe(
 ) -> None:
     """Send requests to URL and count responses by version and failures by kind."""
     from canarylab.probe import Probe, ProbeResult, ProbeSettings
+    from canarylab.probe.loop import run as run_loop
 
     try:
         settings = ProbeSettings(
@@ -124,9 +124,9 @@ def probe(
         except (ValueError, RuntimeError) as err:
             raise click.ClickException(str(err)) from err
     elif as_json:
-        result = asyncio.run(Probe(settings).run())
+        result = run_loop(Probe(settings).run())
     else:
-        result = asyncio.run(_live(Probe(settings)))
+        result = run_loop(_live(Probe(settings)))
     summary = result.summary()
     if out is not None:
         summary["samples_file"] = str(result.write(out))

@@ -33,6 +33,7 @@ import plotly.io as pio
 
 from canarylab.plots import figures, frames
 from canarylab.plots.verdicts import COLORS, gate_states, gates_html
+from canarylab.probe.loop import run as run_loop
 from canarylab.widgets.window import LiveWindow
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class LiveChart:
             raise RuntimeError("the live chart is already running; call stop() first")
         self._stop.clear()
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._feed(source, weights, judge)),
+            target=lambda: run_loop(self._feed(source, weights, judge)),
             name="canarylab-live-chart",
             daemon=True,
         )
