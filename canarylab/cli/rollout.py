@@ -12,18 +12,16 @@ SIGINT: the verb stops waiting and exits with that code.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from canarylab.cli.codes import Command
 from canarylab.errors import CanarylabError
+from canarylab.interrupts import sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from canarylab.record.events import ExitCode
@@ -62,23 +60,6 @@ def verb_exit_code(err: BaseException | None, changed: bool) -> ExitCode:
     if err is None:
         return ExitCode.OK
     return ExitCode.UNSAFE if changed else ExitCode.ERROR
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM raises KeyboardInterrupt like SIGINT (main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def drive(watch: Watch, action: Callable[[], Any]) -> Any:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from canarylab.interrupts import sigterm_as_interrupt
 from canarylab.record import Recorder
 from canarylab.record.events import ExitCode, Outcome, Reason
 from canarylab.record.writer import now
@@ -203,7 +202,7 @@ class RolloutSession:
         outcome: Outcome = Outcome.FAILED
         reason: Reason | None = Reason.ROLLOUT_ERROR
         try:
-            with self._lease(), _sigterm_interrupts():
+            with self._lease(), sigterm_as_interrupt():
                 self.outcome = run_plan(
                     self.rollout,
                     self.plan,
@@ -247,23 +246,6 @@ class RolloutSession:
 
     def totals(self) -> dict[str, int]:
         return self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the block runs, SIGTERM raises KeyboardInterrupt (so the run rolls back)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _sandbox_gateway(target: Any) -> str:
