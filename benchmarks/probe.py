@@ -243,22 +243,10 @@ LOCAL_HOST = "web.bench.sandbox"
 
 def local_config(port: int, servers: list[int]) -> str:
     """HAProxy with the sandbox gateway's settings (canarylab.dataplane.haproxy)."""
+    from canarylab.dataplane.haproxy import settings
+
     lines = [
-        "global",
-        "  nbthread 1",
-        "  maxconn 5000",
-        "defaults",
-        "  mode http",
-        "  timeout connect 2s",
-        "  timeout client 60s",
-        "  timeout server 60s",
-        "  timeout http-keep-alive 30s",
-        "  timeout queue 10s",
-        "  option idle-close-on-response",
-        "  retries 3",
-        "  retry-on conn-failure empty-response",
-        "  option redispatch 1",
-        "  balance roundrobin",
+        *settings(),
         "frontend gateway",
         f"  bind 127.0.0.1:{port}",
         f"  acl web req.hdr(host),lower,field(1,:) -m str {LOCAL_HOST}",

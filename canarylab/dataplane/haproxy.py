@@ -199,12 +199,15 @@ def _frontend(plan: GatewayPlan) -> list[str]:
     return acls + uses
 
 
-def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = True) -> str:
-    """The whole HAProxy configuration; ``servers=False`` gives its structure."""
-    out = [
-        "# Written by the canarylab sandbox data plane; edits are overwritten.",
+def settings(admin_socket: Path | None = None) -> list[str]:
+    """The gateway's ``global`` and ``defaults`` sections (benchmarks/probe.py reuses them)."""
+    return [
         "global",
-        f"  stats socket {admin_socket} mode 600 level admin expose-fd listeners",
+        *(
+            [f"  stats socket {admin_socket} mode 600 level admin expose-fd listeners"]
+            if admin_socket is not None
+            else []
+        ),
         "  nbthread 1",
         "  maxconn 5000",
         "  hard-stop-after 30s",
@@ -227,6 +230,14 @@ def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = 
         "  option httpchk GET /readyz",
         "  http-check expect status 200",
         "  balance roundrobin",
+    ]
+
+
+def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = True) -> str:
+    """The whole HAProxy configuration; ``servers=False`` gives its structure."""
+    out = [
+        "# Written by the canarylab sandbox data plane; edits are overwritten.",
+        *settings(admin_socket),
         "",
         "frontend gateway",
         f"  bind 127.0.0.1:{port}",
