@@ -375,7 +375,7 @@ class _Run:
             clock.sleep(max(0.0, min(self.plan.check_every_s, target - elapsed)))
             elapsed = clock.monotonic() - t0
             look += 1
-            self._check_health(index, step, window, started)
+            self._check_health(index, step, window)
             seen = self.source.traffic() if self.source is not None else _no_traffic()
             verdicts = g.judge_all(gates, seen, window)
             for v in verdicts:  # every change of a gate's outcome is recorded
@@ -401,7 +401,7 @@ class _Run:
                     f"after {elapsed:.0f}s (max_hold {step.hold_limit_s:g}s) still collecting: "
                     f"{names}",
                     index,
-                    self._summary(index, step, seen, window, verdicts, started),
+                    self._summary(index, step, seen, window, verdicts),
                     tuple(verdicts),
                 )
             if not extended:
@@ -452,10 +452,9 @@ class _Run:
         if self.source is None or not step.gates:
             return None
         t0 = self.clock.monotonic()
-        since = self.clock.now()
-        window = g.Window(canary=self.canary.version, since=since, weight=step.weight)
+        window = g.Window(canary=self.canary.version, since=self.clock.now(), weight=step.weight)
         while self.clock.monotonic() - t0 < SETTLE_MAX_S:
-            self._check_health(index, step, window, since)
+            self._check_health(index, step, window)
             if g.route_took_effect(self.source.traffic(), window):
                 break
             self.clock.sleep(0.25)
@@ -473,18 +472,20 @@ class _Run:
             for gate in gates
         )
 
-    def _check_health(self, index: int, step: Step, window: g.Window, started: Any) -> None:
+    def _check_health(self, index: int, step: Step, window: g.Window) -> None:
+        """Stop the run (ProbeLost, ProbeStalled) when the probe no longer delivers."""
         source = self.source
         if not isinstance(source, WatchedSource):
             return
         health = source.health()
         if health.ok:
             return
+        seen = source.traffic()  # what it delivered before it died: the step's row shows it
         self._stop(
             health.reason or Reason.PROBE_LOST,
             health.describe(),
             index,
-            self._summary(index, step, _no_traffic(), window, [], started),
+            self._summary(index, step, seen, window, []),
         )
 
     def _measure_baseline(self) -> g.Baseline:
@@ -517,14 +518,9 @@ class _Run:
     # -- stopping ---------------------------------------------------------------------
 
     def _summary(
-        self,
-        index: int,
-        step: Step,
-        seen: g.Traffic,
-        window: g.Window,
-        verdicts: list[g.Verdict],
-        started: Any,
+        self, index: int, step: Step, seen: g.Traffic, window: g.Window, verdicts: list[g.Verdict]
     ) -> dict[str, Any]:
+        """The summary row of a step that stops now."""
         return step_summary(index, step.weight, seen, window, verdicts, until=self.clock.now())
 
     def _fail_gate(
@@ -537,7 +533,7 @@ class _Run:
         failed: g.Verdict,
         started: Any,
     ) -> None:
-        summary = self._summary(index, step, seen, window, verdicts, started)
+        summary = self._summary(index, step, seen, window, verdicts)
         reason = reason_of(failed)
         rolled_back = self._step_failed(index, step.weight, summary, str(failed), started, reason)
         others = tuple(v for v in verdicts if v is not failed)
