@@ -13,9 +13,10 @@ the same as kubectl's:
 
 ``--context`` picks a context of the merged kubeconfig (default: its
 ``current-context``); the namespace defaults to that context's namespace, then
-``default``. The result, a :class:`Target`, also says where probe traffic goes: the
-sandbox's gateway when the kubeconfig belongs to a sandbox, otherwise only a URL the
-user gives. A missing target is an error that says how to get one, never a silent
+``default``. The result, a :class:`Target`, also says where probe traffic goes
+(:meth:`Target.probe_target`): the URL the user gives, else the sandbox's gateway (with
+the Host header that addresses the route there) when the kubeconfig belongs to a
+sandbox. Every entry point takes its probe target from here. A missing target is an error that says how to get one, never a silent
 fall-back to some other cluster.
 
 This module must never import the sandbox (it finds local clusters through entry
@@ -25,8 +26,8 @@ points) nor anything above it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,18 @@ class LocalCluster:
     kubeconfig: Path
     gateway: str | None
     """Base URL of the cluster's HTTP gateway, where probe traffic goes."""
+    route_host: Callable[[str, str], str] | None = field(default=None, compare=False)
+    """``route_host(route, namespace)``: the Host header that addresses a route at the
+    gateway (the local cluster's own naming; None: the user names the host)."""
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """Where probe traffic goes: a URL and the request headers to send with it."""
+
+    url: str
+    headers: Mapping[str, str]
+    """Request headers, ``Host`` included when the gateway routes on it."""
 
 
 Finder = Callable[[Path | None], LocalCluster | None]
@@ -78,6 +91,8 @@ class Target:
     the local cluster found (``sandbox``)."""
     gateway: str | None = None
     """The local cluster's gateway URL, when the kubeconfig belongs to one."""
+    route_host: Callable[[str, str], str] | None = field(default=None, compare=False)
+    """How that gateway addresses a route (:attr:`LocalCluster.route_host`)."""
 
     @property
     def kubeconfig(self) -> Path | None:
@@ -100,16 +115,30 @@ class Target:
         # The client's loader merges a pathsep-joined list exactly like KUBECONFIG.
         return config.new_client_from_config(config_file=self.kubeconfig_env, context=self.context)
 
-    def probe_target(self, given: str | None = None) -> str:
-        """Where probe traffic goes: the URL the user gave, else this cluster's gateway."""
+    def probe_target(
+        self,
+        given: str | None = None,
+        *,
+        route: str | None = None,
+        namespace: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ProbeTarget:
+        """Where probe traffic for ``route`` goes: the URL the user gave (with only the
+        headers given), else this cluster's gateway, with the Host header that addresses
+        ``route`` in ``namespace`` (default: the context's) unless ``headers`` names one.
+        """
+        sent = dict(headers or {})
         if given:
-            return given
-        if self.gateway:
-            return self.gateway
-        raise NoClusterError(
-            f"no probe target: {self.describe()} has no gateway canarylab knows of; pass "
-            "the URL of the gateway that serves the route (probe_target=… or --target)"
-        )
+            return ProbeTarget(given, sent)
+        if not self.gateway:
+            raise NoClusterError(
+                f"no probe target: {self.describe()} has no gateway canarylab knows of; pass "
+                "the URL of the gateway that serves the route (probe_target=… or --target)"
+            )
+        has_host = any(name.lower() == "host" for name in sent)
+        if route and self.route_host is not None and not has_host:
+            sent["Host"] = self.route_host(route, namespace or self.namespace)
+        return ProbeTarget(self.gateway.rstrip("/") + "/", sent)
 
     def describe(self) -> str:
         """One line for logs and errors: where it came from, files, context, namespace."""
@@ -170,7 +199,12 @@ def resolve(
         if found is not None and found.kubeconfig.exists():
             target = _from_files([found.kubeconfig], context, found.name, lambda: ())
             return Target(
-                target.kubeconfigs, target.context, target.namespace, found.name, found.gateway
+                target.kubeconfigs,
+                target.context,
+                target.namespace,
+                found.name,
+                found.gateway,
+                found.route_host,
             )
     raise NoClusterError(
         "no cluster given and no sandbox running: run `canarylab sandbox up` "
@@ -222,13 +256,11 @@ def _from_files(
             f"context {chosen!r} is not in {', '.join(map(str, paths))} (contexts: {known})"
         )
     namespace = str((contexts.get(chosen or "") or {}).get("namespace") or "default")
-    gateway = None
     for find in finders():
         found = find(paths[0])
         if found is not None:
-            gateway = found.gateway
-            break
-    return Target(tuple(paths), chosen, namespace, source, gateway)
+            return Target(tuple(paths), chosen, namespace, source, found.gateway, found.route_host)
+    return Target(tuple(paths), chosen, namespace, source)
 
 
 def _paths(kubeconfig: str | Path | Sequence[str | Path]) -> list[Path]:

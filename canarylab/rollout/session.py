@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,6 +35,9 @@ from canarylab.rollout.runner import (
     run_plan,
 )
 from canarylab.rollout.traffic import ProbeError, ProbeFeed
+
+if TYPE_CHECKING:
+    from canarylab.kube import Target
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class RunbookParameters:
     lease: float | None = 30
     """Seconds of the driver's lease (None: no lease; the controller then never pauses)."""
     probe_target: str | None = None
+    """Gateway URL; None: the cluster's own gateway (``canarylab.kube.Target.probe_target``)."""
     probe_rate: float = 200
     probe_classifier: str = "header:X-Canarylab-Version"
     probe_headers: Mapping[str, str] | None = None
@@ -94,18 +98,17 @@ class RunbookParameters:
 class RolloutSession:
     """One run of the canary-rollout runbook; see the module docstring."""
 
-    def __init__(self, params: RunbookParameters, kube: Any = None) -> None:
+    def __init__(self, params: RunbookParameters, target: Target | None = None) -> None:
+        """``target``: the resolved cluster (default: ``canarylab.kube.resolve`` of the
+        ``kubeconfig`` parameter); it gives both the API client and the probe target."""
         from canarylab.kube import resolve
 
         self.params = params
         self.plan = params.plan()  # bad steps/gates fail here, before anything changes
         self.out = Path(params.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.target: Any = None
-        self.kube = kube
-        if kube is None:  # one resolution: the client and the gateway of the same cluster
-            self.target = resolve(params.kubeconfig)
-            self.kube = self.target.api_client()
+        self.target = target if target is not None else resolve(params.kubeconfig)
+        self.kube = self.target.api_client()
         self.recorder = Recorder(
             self.out / "record",
             {
@@ -150,19 +153,19 @@ class RolloutSession:
         return "\n".join(lines)
 
     def start_probe(self) -> ProbeFeed:
-        """Start the probe against ``probe_target`` (default: the sandbox gateway).
+        """Start the probe against ``probe_target`` (default: the cluster's gateway).
 
         A target that never serves raises :class:`RolloutStopped` (``ProbeUnreachable``)
         after rolling back a canary left by an earlier run; nothing else changes.
         """
         p = self.params
-        headers = dict(p.probe_headers or {})
-        target = p.probe_target
-        if not target:
-            from canarylab.dataplane.routes import sandbox_host
-
-            target = _sandbox_gateway(self.target).rstrip("/") + "/"
-            headers.setdefault("Host", sandbox_host(p.route or p.parent, p.namespace))
+        probe = self.target.probe_target(
+            p.probe_target,
+            route=p.route or p.parent,
+            namespace=p.namespace,
+            headers=p.probe_headers,
+        )
+        target, headers = probe.url, dict(probe.headers)
         self.recorder.update_metadata(
             probe={"target": target, "rate": p.probe_rate, "headers": headers}
         )
@@ -246,23 +249,6 @@ class RolloutSession:
 
     def totals(self) -> dict[str, int]:
         return self.feed.totals() if self.feed is not None else {"requests": 0, "failed": 0}
-
-
-def _sandbox_gateway(target: Any) -> str:
-    """The gateway of the local cluster the target is (else of the default sandbox)."""
-    if getattr(target, "gateway", None):
-        return str(target.gateway)
-    from canarylab.sandbox import gateway_for
-
-    gateway = gateway_for(getattr(target, "kubeconfig", None))
-    if not gateway:
-        from canarylab.rollout.manifest import RolloutError
-
-        raise RolloutError(
-            "no probe_target given and the sandbox reports no gateway: pass the gateway URL "
-            "(probe_target=...) or start the sandbox with `canarylab sandbox up`"
-        )
-    return gateway
 
 
 def _jsonable(value: Any) -> Any:

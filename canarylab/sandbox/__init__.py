@@ -8,6 +8,6 @@ this package. See ``docs/sandbox.md`` for the architecture and its limits.
 
 from canarylab.errors import SandboxError
 from canarylab.sandbox.build import pinned_versions
-from canarylab.sandbox.core import Sandbox, default_state_dir, gateway_for
+from canarylab.sandbox.core import Sandbox, default_state_dir
 
-__all__ = ["Sandbox", "SandboxError", "default_state_dir", "gateway_for", "pinned_versions"]
+__all__ = ["Sandbox", "SandboxError", "default_state_dir", "pinned_versions"]

@@ -47,18 +47,6 @@ def default_state_dir() -> Path:
     return Path(xdg) / "canarylab" / "sandbox"
 
 
-def gateway_for(kubeconfig: Path | str | None) -> str | None:
-    """The gateway URL of the sandbox whose admin kubeconfig this is, else the default
-    sandbox's; None when that sandbox reports no gateway."""
-    sandbox = Sandbox()
-    if kubeconfig is not None and Path(kubeconfig).name == "kubeconfig":
-        candidate = Sandbox(Path(kubeconfig).parent)
-        if candidate.kubeconfig == Path(kubeconfig):
-            sandbox = candidate
-    gateway = sandbox.status().get("gateway")
-    return str(gateway) if gateway else None
-
-
 @dataclass
 class SandboxState:
     """What ``state.json`` holds between commands."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from canarylab.dataplane.routes import sandbox_host
 from canarylab.errors import SandboxError
 from canarylab.kube import LocalCluster
 from canarylab.sandbox.core import Sandbox
@@ -36,4 +37,6 @@ def find(kubeconfig: Path | None) -> LocalCluster | None:
 
 def _local(sandbox: Sandbox) -> LocalCluster:
     gateway = sandbox.state().extras.get("gateway")
-    return LocalCluster("sandbox", sandbox.kubeconfig, str(gateway) if gateway else None)
+    return LocalCluster(
+        "sandbox", sandbox.kubeconfig, str(gateway) if gateway else None, route_host=sandbox_host
+    )

@@ -61,7 +61,8 @@ class StepThroughSettings:
     deploy_sample_app: bool = True
     """Create the sample "hello world" parent (Deployment, Service, ApisixRoute) when missing."""
     probe_target: str | None = None
-    """Gateway URL; None: the sandbox's gateway (with the route's Host header)."""
+    """Gateway URL; None: the cluster's gateway with the route's Host header
+    (``canarylab.kube.Target.probe_target``)."""
     probe_rate: float = 100.0
     probe_headers: Mapping[str, str] = field(default_factory=dict)
     record_dir: str = "out/step-through/record"
@@ -162,19 +163,6 @@ class SampleTee:
         return getattr(self._recorder, name)
 
 
-def sandbox_gateway(kubeconfig: Path | None) -> str:
-    """The gateway URL of the sandbox that ``kubeconfig`` belongs to (else the default one)."""
-    from canarylab.sandbox import gateway_for
-
-    gateway = gateway_for(kubeconfig)
-    if not gateway:
-        raise StepError(
-            "no probe_target given and the sandbox reports no gateway: start it with "
-            "`canarylab sandbox up`, or pass probe_target= (your gateway's URL)"
-        )
-    return gateway
-
-
 class StepThrough:
     """One interactive session on one CanaryDeployment; see the module docstring."""
 
@@ -186,7 +174,7 @@ class StepThrough:
 
         self.settings = s = settings
         self.target = kube.resolve(s.kubeconfig, s.context)
-        self.api = kube.api_client(s.kubeconfig, s.context)
+        self.api = self.target.api_client()
         if s.deploy_sample_app:
             sample_app.ensure_apisix_crd(self.api)
             sample_app.deploy(self.api, s.namespace, name=s.parent, version="v1", replicas=2)
@@ -206,14 +194,12 @@ class StepThrough:
         self.chart = LiveChart(window_s=s.window_s, title=f"{s.namespace}/{s.name or s.parent}")
         tee = SampleTee(self.recorder, self.chart.window.push_samples)
         self.rollout = Rollout(s.namespace, s.parent, name=s.name, kube=self.api, recorder=tee)
-        headers = dict(s.probe_headers)
-        target = s.probe_target
-        if not target:
-            from canarylab.dataplane.routes import sandbox_host
-
-            target = sandbox_gateway(self.target.kubeconfig).rstrip("/") + "/"
-            headers.setdefault("Host", sandbox_host(s.parent, s.namespace))
-        self.feed = ProbeFeed.start(target, rate=s.probe_rate, headers=headers, recorder=tee)
+        probe = self.target.probe_target(
+            s.probe_target, route=s.parent, namespace=s.namespace, headers=s.probe_headers
+        )
+        self.feed = ProbeFeed.start(
+            probe.url, rate=s.probe_rate, headers=dict(probe.headers), recorder=tee
+        )
         self.panel = ControlPanel(
             self.rollout,
             create={

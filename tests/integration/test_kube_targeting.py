@@ -43,5 +43,5 @@ def test_the_sandbox_kubeconfig_knows_its_gateway(sandbox, monkeypatch):  # type
     monkeypatch.delenv("KUBECONFIG", raising=False)
     target = kube.resolve(sandbox.kubeconfig)
     assert target.gateway == sandbox.status()["gateway"]
-    assert target.probe_target() == target.gateway
-    assert target.probe_target("http://127.0.0.1:1/") == "http://127.0.0.1:1/"
+    assert target.probe_target().url == target.gateway.rstrip("/") + "/"
+    assert target.probe_target("http://127.0.0.1:1/").url == "http://127.0.0.1:1/"

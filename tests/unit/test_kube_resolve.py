@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from canarylab import kube
+from canarylab.dataplane.routes import sandbox_host
 from canarylab.sandbox import finder, procs
 from canarylab.sandbox.core import CONTROL_PLANE
 
@@ -127,15 +128,26 @@ def test_nothing_running_says_how_to_get_a_cluster(no_cluster):
 
 def test_a_local_cluster_comes_last_and_names_its_gateway(no_cluster, monkeypatch):
     local = kubeconfig(no_cluster / "kubeconfig", "https://127.0.0.1:1", {"sb": None}, "sb")
-    found = kube.LocalCluster("sandbox", local, "http://127.0.0.1:8080")
+    found = kube.LocalCluster(
+        "sandbox", local, "http://127.0.0.1:8080", route_host=lambda r, ns: f"{r}.{ns}.test"
+    )
 
     def find(path: Path | None) -> kube.LocalCluster | None:
         return found if path in (None, local) else None
 
     target = kube.resolve(finders=[find])
     assert (target.source, target.kubeconfig, target.context) == ("sandbox", local, "sb")
-    assert target.probe_target() == "http://127.0.0.1:8080"
-    assert target.probe_target("http://gw.example") == "http://gw.example"
+    assert target.probe_target() == kube.ProbeTarget("http://127.0.0.1:8080/", {})
+    # the gateway routes on Host: the route's, in the context's namespace or the one given
+    assert target.probe_target(route="web").headers == {"Host": "web.default.test"}
+    assert target.probe_target(route="web", namespace="demo", headers={"X-A": "1"}).headers == {
+        "X-A": "1",
+        "Host": "web.demo.test",
+    }
+    assert target.probe_target(route="web", headers={"host": "mine"}).headers == {"host": "mine"}
+    # a URL the user gives is used as given, with only the headers given
+    given = target.probe_target("http://gw.example", route="web", headers={"X-A": "1"})
+    assert given == kube.ProbeTarget("http://gw.example", {"X-A": "1"})
     # the same kubeconfig given explicitly still knows its gateway
     assert kube.resolve(local, finders=[find]).gateway == "http://127.0.0.1:8080"
     # any other cluster has none: the user must say where the route is served
@@ -170,6 +182,10 @@ def test_the_sandbox_finder_is_the_registered_local_cluster(no_cluster, monkeypa
     # through the entry point, as canarylab.kube finds it
     target = kube.resolve()
     assert (target.source, target.gateway) == ("sandbox", "http://127.0.0.1:9999")
+    # the sandbox's gateway routes on the data plane's host names
+    assert target.probe_target(route="web", namespace="demo") == kube.ProbeTarget(
+        "http://127.0.0.1:9999/", {"Host": sandbox_host("web", "demo")}
+    )
 
 
 def test_cluster_access_does_not_import_the_sandbox(no_cluster):
