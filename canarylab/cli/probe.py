@@ -1,4 +1,8 @@
-"""``canarylab probe URL``: send traffic, count original vs canary vs failed.
+"""``canarylab probe [URL]``: send traffic, count original vs canary vs failed.
+
+Without a URL, ``--route NAME`` probes that route where the cluster serves it: the
+target comes from ``canarylab.kube.resolve()`` (``Target.probe_target``: the sandbox's
+gateway and the route's Host header), like the runbooks' and the notebooks' probes.
 
 A live per-second table while it runs, then a summary; ``--json`` prints only one JSON
 summary (``total``, ``by_version``, ``failed``, ``rps``, ``latency_ms``) for scripts.
@@ -11,6 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+
+def probe_url(
+    url: str | None,
+    headers: tuple[tuple[str, str], ...],
+    route: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The URL and headers to probe: as given, else the route at the cluster's gateway."""
+    if url:
+        return url, headers
+    if not route:
+        raise click.UsageError("give a URL, or --route NAME to probe a route of the cluster")
+    from canarylab.errors import CanarylabError
+    from canarylab.kube import resolve
+
+    try:
+        target = resolve(kubeconfig, context).probe_target(
+            route=route, namespace=namespace, headers=dict(headers)
+        )
+    except CanarylabError as err:
+        raise click.ClickException(str(err)) from err
+    return target.url, tuple(target.headers.items())
 
 
 def _headers(values: tuple[str, ...], host: str | None) -> tuple[tuple[str, str], ...]:
@@ -26,7 +55,11 @@ def _headers(values: tuple[str, ...], host: str | None) -> tuple[tuple[str, str]
 
 
 @click.command()
-@click.argument("url")
+@click.argument("url", required=False)
+@click.option("--route", help="Without URL: probe this route at the cluster's gateway.")
+@click.option("-n", "--namespace", help="The route's namespace (default: the context's).")
+@click.option("--kubeconfig", help="Cluster of --route (default: $KUBECONFIG, else the sandbox).")
+@click.option("--context", help="Context of --route's kubeconfig.")
 @click.option("-d", "--duration", default=10.0, show_default=True, help="Seconds to run.")
 @click.option(
     "-r",
@@ -81,7 +114,11 @@ def _headers(values: tuple[str, ...], host: str | None) -> tuple[tuple[str, str]
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary and nothing else.")
 def probe(
-    url: str,
+    url: str | None,
+    route: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
     duration: float,
     rate: float | None,
     connections: int,
@@ -96,17 +133,18 @@ def probe(
     out: Path | None,
     as_json: bool,
 ) -> None:
-    """Send requests to URL and count responses by version and failures by kind."""
+    """Send requests to URL (or --route's gateway) and count responses by version and failures."""
     from canarylab.probe import Probe, ProbeResult, ProbeSettings
     from canarylab.probe.loop import run as run_loop
 
+    url, headers = probe_url(url, _headers(header, host), route, namespace, kubeconfig, context)
     try:
         settings = ProbeSettings(
             url=url,
             duration=duration,
             rate=rate,
             connections=connections,
-            headers=_headers(header, host),
+            headers=headers,
             timeout=timeout,
             classify_header=classify_header,
             body_regex=body_regex,

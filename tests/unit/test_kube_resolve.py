@@ -207,3 +207,31 @@ def test_top_level_exports_are_lazy():
         "assert canarylab.Rollout.__name__ == 'Rollout'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_probe_cli_takes_a_route_target_from_the_cluster(no_cluster):
+    import click
+
+    from canarylab.cli.probe import probe_url
+
+    config = fake_sandbox(no_cluster / "no-sandbox", "http://127.0.0.1:9999")
+    given = (("X-A", "1"),)
+    # a URL is probed as given
+    assert probe_url("http://gw.example/", given, "web", "demo", None, None) == (
+        "http://gw.example/",
+        given,
+    )
+    # a route: the running sandbox's gateway, with the route's Host
+    assert probe_url(None, given, "web", "demo", None, None) == (
+        "http://127.0.0.1:9999/",
+        (("X-A", "1"), ("Host", sandbox_host("web", "demo"))),
+    )
+    # the namespace defaults to the context's (here none: default)
+    assert probe_url(None, (), "web", None, str(config), None)[1] == (
+        ("Host", sandbox_host("web", "default")),
+    )
+    with pytest.raises(click.UsageError, match="--route"):
+        probe_url(None, (), None, None, None, None)
+    other = kubeconfig(no_cluster / "other", "https://o.example", {"o": None}, "o")
+    with pytest.raises(click.ClickException, match="no probe target"):
+        probe_url(None, (), "web", None, str(other), None)
