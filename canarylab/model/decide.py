@@ -12,6 +12,12 @@ it would get traffic (``weight > 0`` or a ``match``) and no replace is under way
 *paused*: the route gives it 0% and no match route, its Deployment is kept, and the
 status says ``Paused``/``DriverLost``. A renewal or removing the lease resumes it; a
 replace is never paused (moving everything to the parent is the safe direction).
+
+An abort (``spec.aborted: true``, set by ``canarylab abort``) holds the canary the same
+way, whatever the lease: 0% and no match route, the Deployment kept, phase ``Aborted``,
+``spec.weight`` untouched so that clearing the flag (``canarylab resume``) goes back to
+it. Only a replace whose template is already in the parent goes on: it too ends with
+everything on the parent.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ PHASES = (
     "Progressing",
     "Serving",
     "Paused",
+    "Aborted",
     "Replacing",
     "Replaced",
     "Failed",
     "Terminating",
 )
+ABORTED = "Aborted"
+"""The phase, and the reason of condition ``Aborted``, of a canary held by ``spec.aborted``."""
 DRIVER_LOST = "DriverLost"
 """The reason of a pause for a lapsed lease (condition ``Paused``, Event, status)."""
 
@@ -205,13 +214,20 @@ def decide(spec: CanarySpec, obs: Observed) -> Decision:
         reason, message = obs.route_problem
         return Decision((), _degraded("Failed", reason, message, counts))
 
+    nothing = TrafficSplit(100, 0)
+    promoted = spec.replace and obs.parent.template_hash == spec.template_hash
+    if spec.aborted and not promoted:
+        return Decision(
+            (EnsureCanary(), SetWeights(nothing), SetMatch(Match())),
+            _aborted(spec, _serving(spec, obs, nothing)),
+        )
+
     lease = spec.lease
     if lease is not None and obs.now is None:
         raise ValueError("decide() needs Observed.now to judge spec.lease")
     lapsed = lease is not None and obs.now is not None and lease.lapsed(obs.now)
     recheck_at = lease.expires if lease is not None and not lapsed else None
     if lease is not None and lapsed and (spec.weight > 0 or spec.match) and not spec.replace:
-        nothing = TrafficSplit(100, 0)
         return Decision(
             (EnsureCanary(), SetWeights(nothing), SetMatch(Match())),
             _paused(spec, lease, _serving(spec, obs, nothing)),
@@ -291,6 +307,29 @@ def _paused(spec: CanarySpec, lease: LeaseSpec, serving: Status) -> Status:
     return Status(
         phase="Paused",
         conditions=tuple(conditions),
+        weights=serving.weights,
+        canary_ready=serving.canary_ready,
+        canary_replicas=serving.canary_replicas,
+        message=message,
+    )
+
+
+def _aborted(spec: CanarySpec, serving: Status) -> Status:
+    """``serving`` (computed for a 0% split) turned into the hold of ``spec.aborted``."""
+    message = (
+        f"aborted: all traffic goes to {spec.parent}, canary weight held at 0 (wants "
+        f"{spec.weight}); resume (`canarylab resume`, or spec.aborted: false) or delete it"
+    )
+    held = Condition(
+        "TrafficShifted", "False", ABORTED, f"canary weight held at 0 (wants {spec.weight})"
+    )
+    kept = [held if c.type == "TrafficShifted" else c for c in serving.conditions]
+    return Status(
+        phase=ABORTED,
+        conditions=(
+            *(c for c in kept if c.type != "Replaced"),
+            Condition(ABORTED, "True", ABORTED, message),
+        ),
         weights=serving.weights,
         canary_ready=serving.canary_ready,
         canary_replicas=serving.canary_replicas,

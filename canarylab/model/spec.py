@@ -87,6 +87,8 @@ class CanarySpec:
     replicas: int = 1
     weight: int = 0
     replace: bool = False
+    aborted: bool = False
+    """Held at weight 0 with all traffic on the parent (phase ``Aborted``) until cleared."""
     match: Match = Match()
     lease: LeaseSpec | None = None
     """The driver's lease; None for a canary nobody drives (made by hand)."""
@@ -170,6 +172,7 @@ def parse_spec(raw: Mapping[str, Any]) -> CanarySpec:
         replicas=replicas,
         weight=weight,
         replace=bool(raw.get("replace", False)),
+        aborted=bool(raw.get("aborted", False)),
         match=parse_match(raw.get("match")),
         lease=lease,
     )

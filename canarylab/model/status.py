@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canarylab.model.decide import DRIVER_LOST, Status
+from canarylab.model.decide import ABORTED, DRIVER_LOST, Status
+
+_HELD = ("Degraded", ABORTED, "Paused")
+"""Conditions that, while true, are the reason of the phase (in this order)."""
+_PROGRESS = ("Replaced", "TrafficShifted", "Ready")
+"""Otherwise the first of these present is."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,24 @@ class Transition:
     """``Normal`` or ``Warning``."""
     reason: str
     message: str
+
+
+def reason_of(status: Status) -> str:
+    """One CamelCase word for why the canary is in its phase: ``status.reason``.
+
+    The reason of a true ``Degraded``, ``Aborted`` or ``Paused`` condition, else of the
+    first of ``Replaced``, ``TrafficShifted``, ``Ready`` present (``kubectl get cdep -o
+    wide`` shows it in column Reason, next to ``status.message``).
+    """
+    for kind in _HELD:
+        c = status.condition(kind)
+        if c is not None and c.status == "True":
+            return c.reason
+    for kind in _PROGRESS:
+        c = status.condition(kind)
+        if c is not None:
+            return c.reason
+    return ""
 
 
 def status_body(
@@ -59,6 +82,7 @@ def status_body(
         "observedSpecHash": spec_hash,
         "canary": {"readyReplicas": status.canary_ready, "replicas": status.canary_replicas},
         "conditions": conditions,
+        "reason": reason_of(status),
         "message": status.message,
     }
     if status.weights is not None:
@@ -83,7 +107,7 @@ def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     Any spec change but the lease changes ``observedSpecHash``, so it is written (with
     the new ``observedGeneration``); a pure lease renewal is not.
     """
-    keys = ("phase", "observedSpecHash", "canary", "weights", "message")
+    keys = ("phase", "observedSpecHash", "canary", "weights", "reason", "message")
     return all(a.get(k) == b.get(k) for k in keys) and _conditions(a) == _conditions(b)
 
 
@@ -99,7 +123,7 @@ def transitions(
     """
     out: list[Transition] = []
     if previous.get("phase") != new.get("phase"):
-        warn = new.get("phase") == "Failed"
+        warn = new.get("phase") in ("Failed", ABORTED)
         out.append(
             Transition(
                 "Warning" if warn else "Normal",

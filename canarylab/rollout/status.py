@@ -41,7 +41,7 @@ class RolloutStatus:
     exists: bool
     phase: str = ""
     """``Pending``, ``Progressing``, ``Serving``, ``Paused`` (its driver's lease lapsed;
-    weight 0), ``Replacing``, ``Replaced``, ``Failed``, ``Terminating``; empty when the
+    weight 0), ``Aborted`` (``spec.aborted``; weight 0), ``Replacing``, ``Replaced``, ``Failed``, ``Terminating``; empty when the
     resource does not exist or has no status yet."""
     version: str = ""
     desired_weight: int = 0
@@ -54,6 +54,12 @@ class RolloutStatus:
     ready_replicas: int = 0
     """``status.canary.readyReplicas``."""
     replace: bool = False
+    aborted: bool = False
+    """``spec.aborted``: asked to hold at weight 0 (phase ``Aborted`` once observed)."""
+    reason: str = ""
+    """``status.reason``: one word for why the canary is in its phase."""
+    message: str = ""
+    """``status.message``."""
     generation: int = 0
     observed_generation: int = 0
     deleting: bool = False
@@ -98,8 +104,8 @@ class RolloutStatus:
 
     @property
     def problem(self) -> str:
-        """The message of a true ``Degraded`` or ``Paused`` condition, else ``""``."""
-        for kind in ("Degraded", "Paused"):
+        """The message of a true ``Degraded``, ``Aborted`` or ``Paused`` condition, else ``""``."""
+        for kind in ("Degraded", "Aborted", "Paused"):
             c = self.condition(kind)
             if c is not None and c.true:
                 return c.message if c.message.startswith(c.reason) else f"{c.reason}: {c.message}"
@@ -127,6 +133,9 @@ class RolloutStatus:
             "replicas": self.replicas,
             "ready_replicas": self.ready_replicas,
             "replace": self.replace,
+            "aborted": self.aborted,
+            "reason": self.reason,
+            "message": self.message,
             "lease_holder": self.lease_holder,
             "conditions": [c.__dict__ for c in self.conditions],
         }
@@ -166,6 +175,9 @@ def parse(obj: Mapping[str, Any]) -> RolloutStatus:
         replicas=1 if replicas is None else int(replicas),
         ready_replicas=int(canary.get("readyReplicas") or 0),
         replace=bool(spec.get("replace")),
+        aborted=bool(spec.get("aborted")),
+        reason=str(status.get("reason") or ""),
+        message=str(status.get("message") or ""),
         generation=int(meta.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
         deleting=bool(meta.get("deletionTimestamp")),

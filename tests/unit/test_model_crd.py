@@ -19,14 +19,14 @@ def test_deploy_copy_equals_the_packaged_crd() -> None:
 
 def test_crd_shape() -> None:
     crd = yaml.safe_load(PACKAGED.read_text())
-    assert crd["spec"]["names"]["shortNames"]
+    assert crd["spec"]["names"]["shortNames"] == ["cdep"]  # `canary` is Flagger's
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == [
         *["Parent", "Version", "Weight", "Applied", "Phase", "Ready", "Age"],
-        *["Holder", "Message"],  # -o wide
+        *["Holder", "Reason", "Message"],  # -o wide
     ]
     assert (
         "Paused"
@@ -61,3 +61,31 @@ def test_lease_field_is_documented_and_validated() -> None:
     assert all(p.get("description") for p in lease["properties"].values())  # kubectl explain
     wide = {c["name"]: c for c in version["additionalPrinterColumns"] if c.get("priority")}
     assert wide["Holder"]["jsonPath"] == ".spec.lease.holder"
+
+
+def test_every_status_field_is_described_for_kubectl_explain() -> None:
+    from canarylab.model.decide import PHASES
+
+    crd = yaml.safe_load(PACKAGED.read_text())
+    version = crd["spec"]["versions"][0]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+
+    def undescribed(schema: dict[str, object], where: str) -> list[str]:
+        missing = [] if schema.get("description") else [where]
+        props = schema.get("properties") or {}
+        items = schema.get("items")
+        if isinstance(items, dict):
+            props = {**props, **(items.get("properties") or {})}  # type: ignore[dict-item]
+        for key, sub in props.items():  # type: ignore[union-attr]
+            missing += undescribed(sub, f"{where}.{key}")
+        return missing
+
+    assert status["description"]
+    assert undescribed(status, "status") == []
+    assert tuple(status["properties"]["phase"]["enum"]) == PHASES
+    wide = {c["name"]: c for c in version["additionalPrinterColumns"] if c.get("priority")}
+    assert (wide["Reason"]["jsonPath"], wide["Message"]["jsonPath"]) == (
+        ".status.reason",
+        ".status.message",
+    )
+    assert version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["aborted"]
