@@ -22,11 +22,13 @@ the abort runbook); when it failed, 3 if the run's record shows a change (a ``ru
 can read, 1 if the record shows none (the kernel failed before the rollout began), 64
 for a plan or gate error raised before anything changed. Bad ``-p`` names, a missing
 runbook or kernel exit 64 too.
+
+**Parameters** (``-f``, ``-p``, ``-r``, as papermill takes them) are checked against the
+runbook's parameters cell before the kernel starts: ``canarylab.cli.parameters``.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import signal
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from canarylab.cli.codes import Command
+from canarylab.cli.parameters import given_parameters, read_file, runbook_parameters
 from canarylab.cli.paths import shipped
 
 if TYPE_CHECKING:  # canarylab.record loads pandas: imported where used (cli/codes.py)
@@ -75,16 +78,6 @@ def find_runbook(name: str) -> Path:
     )
 
 
-def parse_value(raw: str) -> Any:
-    """A parameter value as YAML (``5``, ``[5, 25]``, ``true``, ``{a: 1}``), else the string."""
-    import yaml
-
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-
-
 def output_path(runbook: Path, params: dict[str, Any], output: str | None) -> Path:
     if output:
         return Path(output)
@@ -92,32 +85,6 @@ def output_path(runbook: Path, params: dict[str, Any], output: str | None) -> Pa
         return Path(str(params["output_dir"])) / f"{runbook.stem}.ipynb"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Path("out") / "runs" / f"{runbook.stem}-{stamp}.ipynb"
-
-
-def declared_parameters(runbook: Path) -> dict[str, Any]:
-    """The runbook's ``parameters`` cell: name → default value (None when not a literal)."""
-    import papermill as pm
-
-    declared: dict[str, Any] = {}
-    for name, info in pm.inspect_notebook(str(runbook)).items():
-        try:
-            declared[name] = ast.literal_eval(str(info.get("default", "None")))
-        except (ValueError, SyntaxError):
-            declared[name] = None
-    return declared
-
-
-def check_parameters(params: Mapping[str, Any], declared: Mapping[str, Any]) -> None:
-    """Refuse (exit 64) a ``-p`` name the runbook does not declare (a typo runs defaults)."""
-    if not declared:
-        return  # no parameters cell: papermill adds one, nothing to check against
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        raise click.BadParameter(
-            f"the runbook has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters: {', '.join(declared)}",
-            param_hint="-p",
-        )
 
 
 def record_dir(params: Mapping[str, Any], declared: Mapping[str, Any]) -> Path | None:
@@ -139,7 +106,24 @@ def record_dir(params: Mapping[str, Any], declared: Mapping[str, Any]) -> Path |
     nargs=2,
     multiple=True,
     metavar="NAME VALUE",
-    help="A runbook parameter; VALUE is read as YAML (5, [5, 25], true, {DEMO_ERROR_RATE: '0.2'}).",
+    help="A runbook parameter, checked against the parameters cell: text for a string "
+    "parameter, else YAML (5, [5, 25], true, {DEMO_ERROR_RATE: '0.2'}).",
+)
+@click.option(
+    "-r",
+    "--parameter-raw",
+    "raw_parameters",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A string parameter, passed as the text given (as papermill's -r).",
+)
+@click.option(
+    "-f",
+    "--parameters-file",
+    "parameters_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A YAML mapping of parameters (as papermill's -f); -p and -r override it.",
 )
 @click.option(
     "-o", "--output", help="Executed notebook path (default: <output_dir>/<runbook>.ipynb)."
@@ -152,6 +136,8 @@ def record_dir(params: Mapping[str, Any], declared: Mapping[str, Any]) -> Path |
 def run(
     runbook: str,
     parameters: tuple[tuple[str, str], ...],
+    raw_parameters: tuple[tuple[str, str], ...],
+    parameters_file: Path | None,
     output: str | None,
     kernel: str,
     timeout: float | None,
@@ -165,9 +151,10 @@ def run(
     from canarylab.record.events import ExitCode
 
     path = find_runbook(runbook)
-    params = {name: parse_value(value) for name, value in parameters}
-    declared = declared_parameters(path)
-    check_parameters(params, declared)
+    cell = runbook_parameters(path)
+    file_values = read_file(parameters_file) if parameters_file else {}
+    params = given_parameters(cell, file_values, parameters, raw_parameters)
+    declared = {name: p.default for name, p in cell.items()}
     _check_kernel(kernel)
     out = output_path(path, params, output)
     out.parent.mkdir(parents=True, exist_ok=True)

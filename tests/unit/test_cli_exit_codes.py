@@ -16,13 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from canarylab.cli import cli
+from canarylab.cli.parameters import check_parameters
 from canarylab.cli.rollout import Watch, drive, verb_exit_code
 from canarylab.cli.run import (
     Execution,
     RecordMark,
     Seen,
     changed_something,
-    check_parameters,
     exit_code,
     record_dir,
 )

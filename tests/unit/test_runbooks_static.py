@@ -9,7 +9,8 @@ import click
 import nbformat
 import pytest
 
-from canarylab.cli.run import find_runbook, output_path, parse_value
+from canarylab.cli.parameters import parse_value
+from canarylab.cli.run import find_runbook, output_path
 
 REPO = Path(__file__).resolve().parents[2]
 
