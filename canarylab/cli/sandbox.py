@@ -49,6 +49,8 @@ def up(state_dir: Path | None, nodes: int, pod_ready_delay_ms: int) -> None:
     click.echo(f"  kubeconfig: {info['kubeconfig']}")
     if info.get("gateway"):
         click.echo(f"  gateway:    {info['gateway']}")
+    if info.get("prometheus"):
+        click.echo(f"  prometheus: {info['prometheus']}")
     click.echo(f"  state:      {info['state_dir']}")
     click.echo(f"  use it:     export KUBECONFIG={info['kubeconfig']}")
 
@@ -80,6 +82,9 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     click.echo(f"kubeconfig: {info['kubeconfig'] or '-'}")
     if info.get("gateway"):
         click.echo(f"gateway:    {info['gateway']}")
+    if info.get("prometheus"):
+        click.echo(f"prometheus: {info['prometheus']}")
+        click.echo(f"controller metrics port: {info['controller_metrics_port']} (scraped)")
     for comp in info["components"]:
         mark = "alive" if comp["alive"] else "DEAD"
         click.echo(f"  {comp['name']:<24} pid {comp['pid']:<8} {mark}")

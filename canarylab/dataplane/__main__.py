@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--admin-socket", type=Path, required=True)
     parser.add_argument("--master-socket", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--interval", type=float, default=0.2)
     args = parser.parse_args()
     logging.basicConfig(

@@ -65,6 +65,13 @@ class GatewayPlan:
         return {b.name: {s.name: s for s in b.servers} for b in self.backends}
 
 
+def server_name(service: ServiceKey, port: int) -> str:
+    """``<namespace>.<service>.<port>``: the exporter's ``server`` label then says which
+    Service (canary or original) answered, so PromQL can select either side. Namespaces
+    and Service names are DNS labels, so the dots separate them unambiguously."""
+    return f"{service[0]}.{service[1]}.{port}"
+
+
 def backend_name(rule: RouteRule) -> str:
     """A stable, HAProxy-safe name for a rule's backend."""
     return "r_" + hashlib.sha1(rule.key.encode()).hexdigest()[:12]
@@ -108,8 +115,13 @@ def plan(
             (s.weight, tuple(endpoints.get((s.namespace, s.name), ()))) for s in rule.services
         ]
         weights = server_weights(services)
+        # An endpoint behind two Services of one rule is named after the first.
+        owner: dict[Endpoint, ServiceKey] = {}
+        for s in rule.services:
+            for endpoint in endpoints.get((s.namespace, s.name), ()):
+                owner.setdefault(endpoint, (s.namespace, s.name))
         servers = tuple(
-            Server(f"p{port}", address, port, weight)
+            Server(server_name(owner[(address, port)], port), address, port, weight)
             for (address, port), weight in sorted(weights.items())
         )
         backends.append(Backend(backend_name(rule), rule, servers))
@@ -216,7 +228,9 @@ def settings(admin_socket: Path | None = None) -> list[str]:
         "  mode http",
         "  timeout connect 2s",
         "  timeout client 60s",
-        "  timeout server 60s",
+        # A hanging server becomes a 504 the exporter counts against that server
+        # (haproxy_server_response_errors_total) instead of a minute-long stall.
+        "  timeout server 10s",
         "  timeout http-keep-alive 30s",
         "  timeout queue 10s",
         # A busy demo app answers /readyz late, not never: that is no reason to drop it.
@@ -233,8 +247,33 @@ def settings(admin_socket: Path | None = None) -> list[str]:
     ]
 
 
-def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = True) -> str:
-    """The whole HAProxy configuration; ``servers=False`` gives its structure."""
+def metrics_frontend(port: int) -> list[str]:
+    """HAProxy's built-in Prometheus exporter on its own loopback port (``/metrics``).
+
+    Its own frontend, so no route of the gateway can shadow it; the sandbox's Prometheus
+    scrapes it (``canarylab.sandbox.prometheus``).
+    """
+    return [
+        "frontend metrics",
+        f"  bind 127.0.0.1:{port}",
+        "  http-request use-service prometheus-exporter if { path /metrics }",
+        "  http-request return status 404 content-type text/plain string "
+        + quote("the gateway's metrics are at /metrics"),
+    ]
+
+
+def render(
+    plan: GatewayPlan,
+    port: int,
+    admin_socket: Path,
+    *,
+    servers: bool = True,
+    metrics_port: int | None = None,
+) -> str:
+    """The whole HAProxy configuration; ``servers=False`` gives its structure.
+
+    ``metrics_port`` adds the Prometheus exporter's frontend (:func:`metrics_frontend`).
+    """
     out = [
         "# Written by the canarylab sandbox data plane; edits are overwritten.",
         *settings(admin_socket),
@@ -244,6 +283,7 @@ def render(plan: GatewayPlan, port: int, admin_socket: Path, *, servers: bool = 
         *(f"  {line}" for line in _frontend(plan)),
         "  default_backend no_route",
         "",
+        *([*metrics_frontend(metrics_port), ""] if metrics_port is not None else []),
         "backend no_route",
         "  http-request return status 404 content-type text/plain string "
         + quote(

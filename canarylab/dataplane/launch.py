@@ -67,11 +67,13 @@ def start(
     progress: Callable[[str], None],
     record: Callable[[procs.ProcessRecord], None],
     timeout: float = 60.0,
+    metrics_port: int | None = None,
 ) -> DataPlane:
     """Start HAProxy and the data-plane process; return once the gateway answers.
 
     ``record`` is called with each process as soon as it runs, so that the caller
-    can stop it even when start-up fails later.
+    can stop it even when start-up fails later. ``metrics_port`` puts HAProxy's
+    Prometheus exporter on 127.0.0.1 at that port.
     """
     binary = haproxy_binary()
     work_dir = state_dir / "dataplane"
@@ -79,7 +81,7 @@ def start(
     sockets = _socket_dir(work_dir)
     admin, master = sockets / "haproxy-admin.sock", sockets / "haproxy-master.sock"
     config = work_dir / "haproxy.cfg"
-    config.write_text(render(GatewayPlan(()), port, admin))
+    config.write_text(render(GatewayPlan(()), port, admin, metrics_port=metrics_port))
     (work_dir / "ready").unlink(missing_ok=True)
     records = []
     haproxy = procs.spawn(
@@ -105,6 +107,7 @@ def start(
             f"--admin-socket={admin}",
             f"--master-socket={master}",
             f"--port={port}",
+            *([f"--metrics-port={metrics_port}"] if metrics_port is not None else []),
         ],
         log_dir / "dataplane.log",
     )

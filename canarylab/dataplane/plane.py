@@ -58,6 +58,8 @@ class PlaneSettings:
     master_socket: Path
     port: int
     """The gateway's port on 127.0.0.1."""
+    metrics_port: int | None = None
+    """HAProxy's Prometheus exporter port on 127.0.0.1; None: no exporter."""
     interval: float = 0.2
     """Seconds between two looks at the API server."""
     idle_interval: float = 1.0
@@ -133,7 +135,11 @@ async def run(settings: PlaneSettings) -> None:
     runner = WorkloadRunner(settings.log_dir / "workloads")
     publisher = EndpointPublisher()
     applier = GatewayApplier(
-        settings.config_path, settings.admin_socket, settings.master_socket, settings.port
+        settings.config_path,
+        settings.admin_socket,
+        settings.master_socket,
+        settings.port,
+        metrics_port=settings.metrics_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -60,6 +60,8 @@ class GatewayApplier:
     master_socket: Path
     port: int
     haproxy_binary: str = "haproxy"
+    metrics_port: int | None = None
+    """HAProxy's Prometheus exporter port on 127.0.0.1 (``haproxy.metrics_frontend``)."""
     structure: str | None = None
     """The structure HAProxy runs now (None: unknown, reload on the next apply)."""
     servers: dict[str, dict[str, Server]] = field(default_factory=dict)
@@ -68,8 +70,10 @@ class GatewayApplier:
     reloads: int = 0
 
     async def apply(self, plan: GatewayPlan) -> None:
-        text = render(plan, self.port, self.admin_socket)
-        structure = render(plan, self.port, self.admin_socket, servers=False)
+        text = render(plan, self.port, self.admin_socket, metrics_port=self.metrics_port)
+        structure = render(
+            plan, self.port, self.admin_socket, servers=False, metrics_port=self.metrics_port
+        )
         if structure != self.structure:
             await self._reload(text)
             self.structure = structure
@@ -123,10 +127,10 @@ class GatewayApplier:
 
     def drained(self, endpoint: tuple[str, int]) -> bool:
         """Whether no backend would still send a new request to ``endpoint``."""
-        name = f"p{endpoint[1]}"
         return not any(
-            name in servers and (backend, name) not in self.draining
+            (server.address, server.port) == endpoint and (backend, name) not in self.draining
             for backend, servers in self.servers.items()
+            for name, server in servers.items()
         )
 
     # ------------------------------------------------------------- reload

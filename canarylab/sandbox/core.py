@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from canarylab.errors import SandboxError
-from canarylab.sandbox import build, pki, procs, traefik
+from canarylab.sandbox import build, pki, procs, prometheus, traefik
 from canarylab.sandbox.kubeconfig import write_kubeconfig
 
 CONTEXT = "canarylab-sandbox"
@@ -170,6 +170,8 @@ class Sandbox:
             "components": components,
             "gateway": state.extras.get("gateway"),
             "gateway_api": state.extras.get("gateway_api"),
+            "prometheus": state.extras.get("prometheus"),
+            "controller_metrics_port": state.ports.get("controller-metrics"),
             "versions": build.pinned_versions(),
         }
 
@@ -255,11 +257,29 @@ class Sandbox:
             state.ports["gateway"],
             self._progress,
             record,
+            metrics_port=state.ports["gateway-metrics"],
         )
         state.extras["gateway"] = plane.gateway
         state.save(self._state_file)
+        self._start_prometheus(state)
         if traefik.wanted():
             self._start_traefik(state, server)
+
+    def _start_prometheus(self, state: SandboxState) -> None:
+        """Prometheus scraping the gateway and the controller (``status()["prometheus"]``)."""
+        port = state.ports["prometheus"]
+        record = prometheus.start(
+            self.state_dir,
+            self.log_dir,
+            port,
+            state.ports["gateway-metrics"],
+            state.ports["controller-metrics"],
+            self._progress,
+        )
+        if record is not None:
+            state.processes.append(record)
+            state.extras["prometheus"] = f"http://127.0.0.1:{port}"
+            state.save(self._state_file)
 
     def _start_traefik(self, state: SandboxState, server: str) -> None:
         """The real Gateway API gateway (``CANARYLAB_SANDBOX_GATEWAY=traefik``), built on
@@ -282,7 +302,17 @@ class Sandbox:
         """Reuse last run's ports where free (kubeconfigs stay valid), else pick new ones."""
         ports: dict[str, int] = {}
         pinned = os.environ.get("CANARYLAB_SANDBOX_PORT")
-        for name in ("apiserver", "etcd", "etcd-peer", "kwok", "gateway", "gateway-api"):
+        for name in (
+            "apiserver",
+            "etcd",
+            "etcd-peer",
+            "kwok",
+            "gateway",
+            "gateway-api",
+            "gateway-metrics",
+            "prometheus",
+            "controller-metrics",
+        ):
             if name == "apiserver" and pinned:
                 port = int(pinned)
                 if procs.port_in_use(port):
@@ -560,6 +590,7 @@ class Sandbox:
         state.processes = []
         state.extras.pop("gateway", None)
         state.extras.pop("gateway_api", None)
+        state.extras.pop("prometheus", None)
         if self._state_file.parent.exists():
             state.save(self._state_file)
 

@@ -220,7 +220,7 @@ def test_weight_and_server_changes_go_through_the_runtime_api(haproxy, demo_apps
         )
     )
     assert haproxy.reloads == 1
-    assert weights_in_haproxy(haproxy) == {f"p{ports[0]}": 256, f"p{ports[1]}": 256}
+    assert weights_in_haproxy(haproxy) == {f"demo.web.{ports[0]}": 256, f"demo.web-canary.{ports[1]}": 256}
     assert shares_through(haproxy)["v2"] == pytest.approx(0.5, abs=0.01)
 
     # A process added, then the first removed: add server / maint + del server.
@@ -229,7 +229,7 @@ def test_weight_and_server_changes_go_through_the_runtime_api(haproxy, demo_apps
             plan([heavier], {("demo", "web"): [stable, extra], ("demo", "web-canary"): [canary]})
         )
     )
-    assert weights_in_haproxy(haproxy)[f"p{ports[2]}"] == 128
+    assert weights_in_haproxy(haproxy)[f"demo.web.{ports[2]}"] == 128
     asyncio.run(
         haproxy.apply(plan([heavier], {("demo", "web"): [extra], ("demo", "web-canary"): [canary]}))
     )
@@ -242,7 +242,7 @@ def test_weight_and_server_changes_go_through_the_runtime_api(haproxy, demo_apps
                 plan([heavier], {("demo", "web"): [extra], ("demo", "web-canary"): [canary]})
             )
         )
-        return f"p{ports[0]}" not in weights_in_haproxy(haproxy)
+        return f"demo.web.{ports[0]}" not in weights_in_haproxy(haproxy)
 
     wait_for(deleted, 20, interval=0.5, what="the removed server deleted")
     assert haproxy.reloads == 1

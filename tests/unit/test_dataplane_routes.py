@@ -225,15 +225,15 @@ def test_rendered_config_routes_hosts_and_matches_to_backends():
     text = render(gateway, 8080, "/tmp/admin.sock")  # type: ignore[arg-type]
     canary, main = gateway.backends
     assert canary.servers == ()
-    assert [s.name for s in main.servers] == ["p5001"]
+    assert [s.name for s in main.servers] == ["demo.web.5001"]
     assert "bind 127.0.0.1:8080" in text
     assert "req.hdr(host),lower,field(1,:) -m str 'web.demo.sandbox'" in text
     assert "req.hdr('x-canary') -m str \"it's\"" in text
     # The header rule is tried before the catch-all.
     assert text.index(f"use_backend {canary.name}") < text.index(f"use_backend {main.name}")
-    assert "server p5001 127.0.0.1:5001 weight 256" in text
+    assert "server demo.web.5001 127.0.0.1:5001 weight 256" in text
     structure = render(gateway, 8080, "/tmp/admin.sock", servers=False)  # type: ignore[arg-type]
-    assert "server p5001" not in structure
+    assert "server demo.web.5001" not in structure
     # Only weights differ → same structure → no reload needed.
     other = plan(rules, {("demo", "web"): [("127.0.0.1", 5002)]})
     assert render(other, 8080, "/tmp/admin.sock", servers=False) == structure  # type: ignore[arg-type]
