@@ -82,7 +82,7 @@ cli.add_command(install_crds)
 cli.add_command(run)
 cli.add_command(replay)
 cli.add_command(dashboard)
-for command in rollout_commands:  # status, weight, replace, abort
+for command in rollout_commands:  # create, get, status, set weight, promote, abort, ...
     cli.add_command(command)
 
 

@@ -1,6 +1,7 @@
 """``Rollout``: the primitives an SRE drives a canary with, over one CanaryDeployment.
 
-Each method states the outcome it wants (a canary of this version, this weight, gone)
+Each method states the outcome it wants (a canary of this version, this weight, held
+at 0% as ``Aborted``, gone)
 and is idempotent: calling it again after an interruption finds the resource's status
 and carries on, never creating a duplicate. Every action goes to the recorder (who,
 when, what, the result); while waiting, phase and weight changes and the resource's
@@ -488,8 +489,13 @@ class Rollout:
         self.recorder.action("delete", "deleted")
         return done
 
-    def abort(self, *, timeout: float = 60) -> RolloutStatus:
-        """Emergency rollback: weight 0 (waiting until the route carries it), then delete."""
+    def abort(self, *, keep: bool = False, timeout: float = 60) -> RolloutStatus:
+        """Emergency rollback: weight 0 (waiting until the route carries it), then delete.
+
+        ``keep=True`` is Argo's abort (``canarylab abort``): set ``spec.aborted`` and wait
+        for phase ``Aborted`` (0% on the route, everything on the parent), keeping the
+        CanaryDeployment, its Deployment and ``spec.weight``; ``resume()`` undoes it.
+        """
         current = self.status()
         if not current.exists:
             self.recorder.action("abort", "unchanged", message="abort: nothing to abort")
@@ -500,12 +506,49 @@ class Rollout:
                 f"(phase {current.phase}); abort cannot roll back a replace — roll the parent "
                 "Deployment back instead (`kubectl rollout undo`)"
             )
+        if keep:
+            if current.aborted:
+                self.recorder.action("abort", "unchanged", phase=current.phase)
+            else:
+                self._patch({"spec": {"aborted": True}}, "abort", weight=current.desired_weight)
+                self.recorder.action("abort", "requested", weight=current.desired_weight, keep=True)
+            return self._until(
+                lambda s: s.phase == "Aborted" and s.observed and not s.applied_weight,
+                timeout,
+                "phase Aborted (all traffic on the parent)",
+            )
         self.recorder.action("abort", "requested", weight=current.desired_weight)
         if current.desired_weight != 0 or (current.applied_weight or 0) != 0:
             self.set_weight(0, timeout=timeout)
         gone = self.delete(timeout=timeout)
         self.recorder.action("abort", "rolled back")
         return gone
+
+    def resume(
+        self, weight: int | None = None, *, wait: bool = True, timeout: float = 60
+    ) -> RolloutStatus:
+        """Leave ``Aborted``: clear ``spec.aborted``, back to ``spec.weight`` (or ``weight``)."""
+        if weight is not None:
+            manifest.check_weight(weight)
+        current = self.status()
+        if not current.exists:
+            raise RolloutError(f"no CanaryDeployment {self.namespace}/{self.name} to resume")
+        want = current.desired_weight if weight is None else weight
+        if not current.aborted and want == current.desired_weight:
+            self.recorder.action("resume", "unchanged", weight=want)
+        else:
+            body: dict[str, Any] = {"aborted": False}
+            if weight is not None:
+                body["weight"] = weight
+            self._patch({"spec": body}, "resume", weight=want)
+            self.recorder.action("resume", "requested", weight=want)
+        if not wait:
+            return self.status()
+        return self._until(
+            lambda s: s.phase != "Aborted" and s.weight_applied,
+            timeout,
+            f"the route to carry weight {want}",
+        )
 
     # -- async variants (for notebook cells that must not block the kernel) --------
 
@@ -528,6 +571,9 @@ class Rollout:
 
     async def aabort(self, **kwargs: Any) -> RolloutStatus:
         return await asyncio.to_thread(lambda: self.abort(**kwargs))
+
+    async def aresume(self, weight: int | None = None, **kwargs: Any) -> RolloutStatus:
+        return await asyncio.to_thread(lambda: self.resume(weight, **kwargs))
 
     async def adelete(self, **kwargs: Any) -> RolloutStatus:
         return await asyncio.to_thread(lambda: self.delete(**kwargs))
@@ -562,7 +608,7 @@ class Rollout:
             if snap.exists and snap.phase == "Failed":
                 raise RolloutError(
                     f"{self.namespace}/{self.name} failed while waiting for {what}: "
-                    f"{snap.problem or 'see its conditions (kubectl describe cd)'}"
+                    f"{snap.problem or 'see its conditions (kubectl describe cdep)'}"
                 )
             if time.monotonic() > deadline:
                 problem = f"; {snap.problem}" if snap.problem else ""
