@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Step through a canary rollout
 #
@@ -19,9 +27,13 @@
 # %% tags=["parameters"]
 import os
 
-namespace = os.environ.get("CANARYLAB_NAMESPACE", "demo")
-parent = os.environ.get("CANARYLAB_PARENT", "hello")  # the parent Deployment
-name = None  # the CanaryDeployment (default: the parent's name)
+from canarylab.widgets.session import canary_record_dir, requested_canary
+
+# As a dashboard, the page's URL chooses the canary: ?namespace=demo&parent=hello[&name=…]
+chosen = requested_canary()  # else CANARYLAB_NAMESPACE / _PARENT / _NAME
+namespace = chosen.get("namespace", "demo")
+parent = chosen.get("parent", "hello")  # the parent Deployment
+name = chosen.get("name")  # the CanaryDeployment (default: the parent's name)
 image = "canarylab/demo:v2"
 version = "v2"  # what the probe's classifier reports for the canary
 replicas = 2
@@ -32,7 +44,8 @@ deploy_sample_app = True  # create the sample "hello world" parent when it is mi
 probe_target = None  # None: the sandbox gateway
 probe_rate = 100  # requests per second
 probe_headers = {}
-record_dir = os.environ.get("CANARYLAB_RECORD", "out/step-through/record")
+record_base = os.environ.get("CANARYLAB_RECORD", "out/step-through")
+record_dir = canary_record_dir(record_base, namespace, name or parent)
 window_s = 300  # seconds of traffic the live chart keeps
 gates = {  # judged at each weight and shown in the panel (advice; nothing acts on them)
     "max_error_rate": {"limit": 0.05, "min_requests": 50},
@@ -73,7 +86,10 @@ session = StepThrough(
         alpha=alpha,
     )
 )
-print(f"cluster {session.api.configuration.host} · record {session.settings.record_dir}")
+print(
+    f"canary {namespace}/{session.rollout.name} · cluster {session.api.configuration.host} · "
+    f"record {session.settings.record_dir}"
+)
 
 # %% [markdown]
 # ## Control panel and live chart

@@ -1,8 +1,12 @@
 """``canarylab dashboard``: the step-through notebook served by voila, without code.
 
-Runs voila in the foreground on loopback. The notebook connects like every
-canarylab entry point (``--kubeconfig``/``KUBECONFIG``, else the running sandbox)
-and records into ``--record``. Never starts a sandbox or a controller itself.
+Runs voila in the foreground on loopback. One server serves many canaries: each page's
+URL names its canary (``/?namespace=demo&parent=hello``), which the notebook reads from
+the query string voila hands its kernel (``canarylab.widgets.session.requested_canary``);
+``-n``/``--parent`` are the default for a URL that names none. The notebook connects like
+every canarylab entry point (``--kubeconfig``/``KUBECONFIG``, else the running sandbox)
+and records each canary into ``<--record>/<namespace>/<canary>``. Never starts a sandbox
+or a controller itself.
 """
 
 from __future__ import annotations
@@ -43,12 +47,17 @@ def voila_command(notebook: Path, port: int, ip: str, open_browser: bool) -> lis
     "--notebook",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Notebook to serve (default: notebooks/step-through.ipynb of this checkout).",
+    help="Notebook to serve (default: the step-through notebook of this checkout or wheel).",
 )
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Cluster (default: sandbox).")
-@click.option("-n", "--namespace", help="Namespace of the CanaryDeployment.")
-@click.option("--parent", help="Parent Deployment.")
-@click.option("--record", "record_dir", type=click.Path(file_okay=False), help="Record directory.")
+@click.option("-n", "--namespace", help="Namespace of the canary a URL without ?namespace= shows.")
+@click.option("--parent", help="Parent Deployment a URL without ?parent= shows.")
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False),
+    help="Records go to DIR/<namespace>/<canary> (default: out/step-through).",
+)
 @click.option("--open/--no-open", "open_browser", default=False, help="Open a browser.")
 def dashboard(
     port: int,
@@ -74,13 +83,18 @@ def dashboard(
         ("KUBECONFIG", kubeconfig),
         ("CANARYLAB_NAMESPACE", namespace),
         ("CANARYLAB_PARENT", parent),
-        ("CANARYLAB_RECORD", record_dir),
+        # the kernel runs in the notebook's directory (inside the wheel, when installed):
+        # records go under where the command was started, never beside the notebook
+        ("CANARYLAB_RECORD", record_dir or "out/step-through"),
     ):
         if value:
             env[key] = (
                 str(Path(value).resolve()) if key in ("KUBECONFIG", "CANARYLAB_RECORD") else value
             )
-    click.echo(f"serving {path.name} on http://{ip}:{port}/ (Ctrl-C stops)")
+    click.echo(
+        f"serving {path.name} on http://{ip}:{port}/ — choose a canary with "
+        "?namespace=NS&parent=NAME (Ctrl-C stops)"
+    )
     os.execve(sys.executable, voila_command(path, port, ip, open_browser), env)
 
 

@@ -22,6 +22,8 @@ sandbox.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,46 @@ from canarylab.widgets.panel import ControlPanel, kube_last_event
 
 class StepError(CanarylabError):
     """A step of the walk-through failed; the panel shows the API's reason."""
+
+
+CHOOSABLE = {
+    "namespace": "CANARYLAB_NAMESPACE",
+    "parent": "CANARYLAB_PARENT",
+    "name": "CANARYLAB_NAME",
+}
+"""What a dashboard URL may choose (``?namespace=demo&parent=hello``), and the variable
+``canarylab dashboard`` sets for each when the URL does not say."""
+
+_KUBE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def requested_canary(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The canary a dashboard page is for: the page URL's query (voila hands each kernel
+    its page's ``QUERY_STRING``), else the ``CANARYLAB_*`` variables of :data:`CHOOSABLE`.
+
+    So one dashboard server serves many canaries, one kernel per page. A value that is
+    not a Kubernetes name is refused (it also names the record's directory); other
+    query keys are ignored.
+    """
+    from urllib.parse import parse_qs
+
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=False)
+    chosen: dict[str, str] = {}
+    for key, variable in CHOOSABLE.items():
+        value = query[key][-1] if key in query else environ.get(variable, "")
+        if not value:
+            continue
+        if not _KUBE_NAME.fullmatch(value):
+            raise StepError(
+                f"{key} {value!r} is not a Kubernetes name (lower-case letters, digits, '-', '.')"
+            )
+        chosen[key] = value
+    return chosen
+
+
+def canary_record_dir(base: str, namespace: str, canary: str) -> str:
+    """Where a dashboard page records: ``<base>/<namespace>/<canary>``, one per canary."""
+    return str(Path(base) / namespace / canary)
 
 
 @dataclass(frozen=True)

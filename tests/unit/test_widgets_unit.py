@@ -217,3 +217,22 @@ def test_panel_and_chart_show_each_gate_state() -> None:
     assert chart.gates_html.value.count("<tr>") == 3
     chart.show_gates([])
     assert chart.figure.layout.title.text == "demo/hello"
+
+
+def test_the_dashboard_url_chooses_the_canary() -> None:
+    from canarylab.widgets.session import StepError, canary_record_dir, requested_canary
+
+    env = {"CANARYLAB_NAMESPACE": "demo", "CANARYLAB_PARENT": "hello"}
+    assert requested_canary(env) == {"namespace": "demo", "parent": "hello"}
+    page = {**env, "QUERY_STRING": "namespace=shop&parent=cart&name=cart-v2&theme=dark"}
+    assert requested_canary(page) == {"namespace": "shop", "parent": "cart", "name": "cart-v2"}
+    # a key the URL leaves out falls back to the server's choice
+    assert requested_canary({**env, "QUERY_STRING": "parent=cart"}) == {
+        "namespace": "demo",
+        "parent": "cart",
+    }
+    assert requested_canary({}) == {}
+    for bad in ("parent=../../etc", "namespace=Shop", "parent=a%2Fb", "name=-x"):
+        with pytest.raises(StepError, match="is not a Kubernetes name"):
+            requested_canary({"QUERY_STRING": bad})
+    assert canary_record_dir("/r", "shop", "cart") == "/r/shop/cart"
