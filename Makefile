@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # Debian packages (by command name) that `make` installs where missing.
-SYSTEM_PACKAGES := haproxy wrk chromium
+SYSTEM_PACKAGES := haproxy wrk chromium prometheus
 
 .DEFAULT_GOAL := help
 .PHONY: help demo demo-bad test lint format unit integration chaos venv system-deps sandbox-build sandbox-up sandbox-down clean
