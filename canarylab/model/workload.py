@@ -21,6 +21,10 @@ VERSION_LABEL = "canarylab.io/version"
 TEMPLATE_HASH = "canarylab.io/template-hash"
 """On a parent Deployment after a replace: the digest of the template it was given."""
 MANAGED_BY = "app.kubernetes.io/managed-by"
+ORIGINAL_SUBSET = "original"
+"""In APISIX subset mode: the ApisixUpstream subset holding the parent's pods."""
+CANARY_SUBSET = "canary"
+"""In APISIX subset mode: the ApisixUpstream subset holding the canary's pods."""
 
 
 @dataclass(frozen=True)

@@ -15,42 +15,36 @@ from collections.abc import Mapping
 from typing import Any
 
 from canarylab.model.spec import Match
-from canarylab.model.workload import CANARY_LABEL, canary_service_name
+from canarylab.routers import backends
+from canarylab.routers.backends import BackendShape, Target
 from canarylab.routers.base import (
     Owner,
     RouteKind,
     RouteProblem,
     TrafficSplit,
-    drop_original,
-    managed_route_name,
-    read_original,
-    write_original,
 )
 from canarylab.routers.managed import RouteRouter
 
 APISIX_ROUTE = RouteKind("apisix.apache.org", "v2", "apisixroutes", "ApisixRoute")
 
-Target = tuple[str, dict[str, Any], int]
-"""(rule name, the rule, index of the parent backend in its backends)."""
+
+APISIX_BACKENDS = BackendShape("backends", "serviceName", "servicePort", 100)
+"""An ApisixRoute rule's backends, the canary being a Service of its own."""
+APISIX_SUBSET_BACKENDS = BackendShape("backends", "serviceName", "servicePort", 100, "subset")
+"""The same with ``mode: subset``: the canary is a subset of the parent's Service."""
 
 
 def find_targets(
-    route: Mapping[str, Any], config: Mapping[str, Any], parent_services: frozenset[str]
+    route: Mapping[str, Any],
+    config: Mapping[str, Any],
+    parent_services: frozenset[str],
+    shape: BackendShape = APISIX_BACKENDS,
 ) -> list[Target]:
     """The rules this canary manages, each with its parent backend; RouteProblem otherwise."""
     name = (route.get("metadata") or {}).get("name", "?")
     rules = [r for r in (route.get("spec") or {}).get("http") or () if isinstance(r, dict)]
     wanted = config.get("rules") or []
     port = config.get("servicePort")
-
-    def parent_index(rule: Mapping[str, Any]) -> int | None:
-        for i, backend in enumerate(rule.get("backends") or ()):
-            if backend.get("serviceName") in parent_services and (
-                port is None or backend.get("servicePort") in (None, port)
-            ):
-                return i
-        return None
-
     targets: list[Target] = []
     if wanted:
         by_name = {r.get("name"): r for r in rules}
@@ -62,7 +56,7 @@ def find_targets(
                     f"ApisixRoute {name} has no http rule named {rule_name!r}; "
                     f"its rules are {sorted(str(n) for n in by_name)}",
                 )
-            index = parent_index(rule)
+            index = shape.parent_index(rule, parent_services, port)
             if index is None:
                 raise RouteProblem(
                     "RuleWithoutParentBackend",
@@ -73,7 +67,7 @@ def find_targets(
             targets.append((str(rule_name), rule, index))
         return targets
     for rule in rules:
-        index = parent_index(rule)
+        index = shape.parent_index(rule, parent_services, port)
         if index is not None:
             targets.append((str(rule.get("name")), rule, index))
     if not targets:
@@ -85,28 +79,11 @@ def find_targets(
     return targets
 
 
-def _canary_index(rule: Mapping[str, Any], canary: str) -> int | None:
-    for i, backend in enumerate(rule.get("backends") or ()):
-        if backend.get("serviceName") == canary:
-            return i
-    return None
-
-
-def current_split(targets: list[Target]) -> TrafficSplit | None:
+def current_split(
+    targets: list[Target], shape: BackendShape = APISIX_BACKENDS
+) -> TrafficSplit | None:
     """The split the managed rules carry now, when they all agree."""
-    seen = set()
-    for _, rule, index in targets:
-        backends = rule.get("backends") or []
-        parent = backends[index]
-        canary_at = _canary_index(rule, canary_service_name(parent["serviceName"]))
-        if canary_at is None:
-            seen.add((100, 0))
-            continue
-        seen.add((parent.get("weight", 100), backends[canary_at].get("weight", 100)))
-    if len(seen) != 1:
-        return None
-    parent_w, canary_w = seen.pop()
-    return TrafficSplit(int(parent_w), int(canary_w))
+    return shape.split_of(targets)
 
 
 def with_split(
@@ -115,45 +92,30 @@ def with_split(
     config: Mapping[str, Any],
     parent_services: frozenset[str],
     split: TrafficSplit,
+    shape: BackendShape = APISIX_BACKENDS,
 ) -> dict[str, Any]:
     """``route`` with ``split`` on its managed rules and the original recorded (pure)."""
-    route = copy.deepcopy(route)
-    targets = find_targets(route, config, parent_services)
-    if read_original(route, owner) is None:
-        write_original(
-            route, owner, {n: copy.deepcopy(r.get("backends") or []) for n, r, _ in targets}
-        )
-    for _, rule, index in targets:
-        backends = rule["backends"]
-        parent = backends[index]
-        canary = canary_service_name(parent["serviceName"])
-        parent["weight"] = split.parent
-        at = _canary_index(rule, canary)
-        if at is None:
-            entry: dict[str, Any] = {"serviceName": canary, "weight": split.canary}
-            if "servicePort" in parent:
-                entry["servicePort"] = parent["servicePort"]
-            backends.insert(index + 1, entry)
-        else:
-            backends[at]["weight"] = split.canary
-    return route
+    return backends.with_split(
+        route, owner, lambda r: find_targets(r, config, parent_services, shape), shape, split
+    )
+
+
+def rule_key(_: int, rule: Mapping[str, Any]) -> str:
+    """An ApisixRoute rule's original backends are recorded under its name."""
+    return str(rule.get("name"))
 
 
 def restored(route: dict[str, Any], owner: Owner) -> dict[str, Any] | None:
     """``route`` with the recorded backends put back and the record gone; None if unrecorded."""
-    original = read_original(route, owner)
-    if original is None:
-        return None
-    route = copy.deepcopy(route)
-    for rule in (route.get("spec") or {}).get("http") or ():
-        if rule.get("name") in original:
-            rule["backends"] = original[rule["name"]]
-    drop_original(route, owner)
-    return route
+    return backends.restored(route, owner, "http", rule_key, APISIX_BACKENDS)
 
 
 def match_route(
-    route: Mapping[str, Any], owner: Owner, targets: list[Target], match: Match
+    route: Mapping[str, Any],
+    owner: Owner,
+    targets: list[Target],
+    match: Match,
+    shape: BackendShape = APISIX_BACKENDS,
 ) -> dict[str, Any]:
     """The managed ApisixRoute that sends matching requests to the canary."""
     exprs: list[dict[str, Any]] = []
@@ -170,27 +132,12 @@ def match_route(
         rule_match["exprs"] = list(rule_match.get("exprs") or []) + exprs
         if match.remote_addrs:
             rule_match["remoteAddrs"] = list(match.remote_addrs)
-        backend: dict[str, Any] = {
-            "serviceName": canary_service_name(parent["serviceName"]),
-            "weight": 100,
-        }
-        if "servicePort" in parent:
-            backend["servicePort"] = parent["servicePort"]
-        copy_rule["backends"] = [backend]
+        copy_rule["backends"] = [shape.canary_only(parent)]
         http.append(copy_rule)
     spec: dict[str, Any] = {"http": http}
     if (route.get("spec") or {}).get("ingressClassName"):
         spec["ingressClassName"] = route["spec"]["ingressClassName"]
-    return {
-        "apiVersion": APISIX_ROUTE.api_version,
-        "kind": APISIX_ROUTE.kind,
-        "metadata": {
-            "name": managed_route_name(owner),
-            "labels": {CANARY_LABEL: owner.name},
-            "ownerReferences": [owner.reference()],
-        },
-        "spec": spec,
-    }
+    return APISIX_ROUTE.managed(owner, spec)
 
 
 class ApisixRouter(RouteRouter):
@@ -198,24 +145,16 @@ class ApisixRouter(RouteRouter):
 
     route_kind = APISIX_ROUTE
     route_field = "route"
+    rules_key = "http"
+    shape = APISIX_BACKENDS
 
     def targets(self, route: Mapping[str, Any]) -> list[Target]:
-        return find_targets(route, self.config, self.parent_services)
+        return find_targets(route, self.config, self.parent_services, self.shape)
 
-    def parent_service(self, targets: list[Target]) -> str:
-        _, rule, index = targets[0]
-        return str(rule["backends"][index]["serviceName"])
-
-    def split_of(self, targets: list[Target]) -> TrafficSplit | None:
-        return current_split(targets)
-
-    def with_split(self, route: dict[str, Any], split: TrafficSplit) -> dict[str, Any] | None:
-        return with_split(route, self.owner, self.config, self.parent_services, split)
+    def rule_key(self, index: int, rule: Mapping[str, Any]) -> str:
+        return rule_key(index, rule)
 
     def match_route(
         self, route: Mapping[str, Any], targets: list[Target], match: Match
     ) -> dict[str, Any]:
-        return match_route(route, self.owner, targets, match)
-
-    def restored(self, route: dict[str, Any]) -> dict[str, Any] | None:
-        return restored(route, self.owner)
+        return match_route(route, self.owner, targets, match, self.shape)

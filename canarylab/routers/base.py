@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from canarylab.errors import CanarylabError
 from canarylab.model.spec import Match, TrafficSplit
+from canarylab.model.workload import CANARY_LABEL
 
 ORIGINAL_PREFIX = "original.canarylab.io/"
 """Route annotation ``original.canarylab.io/<canary>``: the rules' pre-canary backends."""
@@ -113,6 +114,19 @@ class RouteKind:
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}"
+
+    def managed(self, owner: Owner, spec: dict[str, Any]) -> dict[str, Any]:
+        """A route of this kind that ``owner`` manages (its match route): labelled, owned."""
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {
+                "name": managed_route_name(owner),
+                "labels": {CANARY_LABEL: owner.name},
+                "ownerReferences": [owner.reference()],
+            },
+            "spec": spec,
+        }
 
 
 AbsentRoutes = set[tuple[str, str, str]]

@@ -19,27 +19,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from canarylab.model.spec import Match
-from canarylab.model.workload import CANARY_LABEL, canary_service_name
+from canarylab.routers import backends
+from canarylab.routers.backends import BackendShape, Target
 from canarylab.routers.base import (
     Owner,
     RouteKind,
     RouteProblem,
     TrafficSplit,
-    drop_original,
-    managed_route_name,
-    read_original,
-    write_original,
 )
 from canarylab.routers.managed import RouteRouter
 
 HTTP_ROUTE = RouteKind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
-Target = tuple[int, dict[str, Any], int]
-"""(rule index, the rule, index of the parent backendRef in its backendRefs)."""
-
 
 def _is_service(ref: Mapping[str, Any]) -> bool:
     return ref.get("group", "") == "" and ref.get("kind", "Service") == "Service"
+
+
+HTTPROUTE_BACKENDS = BackendShape("backendRefs", "name", "port", 1, is_service=_is_service)
+"""An HTTPRoute rule's backendRefs; only Service refs count."""
 
 
 def find_targets(
@@ -50,17 +48,6 @@ def find_targets(
     rules = list((route.get("spec") or {}).get("rules") or ())
     wanted = config.get("rules")
     port = config.get("port")
-
-    def parent_index(rule: Mapping[str, Any]) -> int | None:
-        for i, ref in enumerate(rule.get("backendRefs") or ()):
-            if (
-                _is_service(ref)
-                and ref.get("name") in parent_services
-                and (port is None or ref.get("port") in (None, port))
-            ):
-                return i
-        return None
-
     services = ", ".join(sorted(parent_services)) or "no Service selects the parent pods"
     targets: list[Target] = []
     if wanted:
@@ -70,7 +57,7 @@ def find_targets(
                     "RuleNotFound",
                     f"HTTPRoute {name} has {len(rules)} rules; rule index {index!r} does not exist",
                 )
-            at = parent_index(rules[index])
+            at = HTTPROUTE_BACKENDS.parent_index(rules[index], parent_services, port)
             if at is None:
                 raise RouteProblem(
                     "RuleWithoutParentBackend",
@@ -81,7 +68,7 @@ def find_targets(
             targets.append((index, rules[index], at))
         return targets
     for index, rule in enumerate(rules):
-        at = parent_index(rule)
+        at = HTTPROUTE_BACKENDS.parent_index(rule, parent_services, port)
         if at is not None:
             targets.append((index, rule, at))
     if not targets:
@@ -92,28 +79,9 @@ def find_targets(
     return targets
 
 
-def _canary_index(rule: Mapping[str, Any], canary: str) -> int | None:
-    for i, ref in enumerate(rule.get("backendRefs") or ()):
-        if _is_service(ref) and ref.get("name") == canary:
-            return i
-    return None
-
-
 def current_split(targets: list[Target]) -> TrafficSplit | None:
     """The split the managed rules carry now, when they all agree."""
-    seen = set()
-    for _, rule, index in targets:
-        refs = rule.get("backendRefs") or []
-        parent = refs[index]
-        at = _canary_index(rule, canary_service_name(parent["name"]))
-        if at is None:
-            seen.add((100, 0))
-            continue
-        seen.add((parent.get("weight", 1), refs[at].get("weight", 1)))
-    if len(seen) != 1:
-        return None
-    parent_w, canary_w = seen.pop()
-    return TrafficSplit(int(parent_w), int(canary_w))
+    return HTTPROUTE_BACKENDS.split_of(targets)
 
 
 def with_split(
@@ -124,39 +92,19 @@ def with_split(
     split: TrafficSplit,
 ) -> dict[str, Any]:
     """``route`` with ``split`` on its managed rules and the original recorded (pure)."""
-    route = copy.deepcopy(route)
-    targets = find_targets(route, config, parent_services)
-    if read_original(route, owner) is None:
-        write_original(
-            route, owner, {str(i): copy.deepcopy(r.get("backendRefs") or []) for i, r, _ in targets}
-        )
-    for _, rule, index in targets:
-        refs = rule["backendRefs"]
-        parent = refs[index]
-        canary = canary_service_name(parent["name"])
-        parent["weight"] = split.parent
-        at = _canary_index(rule, canary)
-        if at is None:
-            entry: dict[str, Any] = {"name": canary, "weight": split.canary}
-            if "port" in parent:
-                entry["port"] = parent["port"]
-            refs.insert(index + 1, entry)
-        else:
-            refs[at]["weight"] = split.canary
-    return route
+    return backends.with_split(
+        route, owner, lambda r: find_targets(r, config, parent_services), HTTPROUTE_BACKENDS, split
+    )
+
+
+def rule_key(index: int, _: Mapping[str, Any]) -> str:
+    """An HTTPRoute rule has no required name: its original is recorded under its index."""
+    return str(index)
 
 
 def restored(route: dict[str, Any], owner: Owner) -> dict[str, Any] | None:
     """``route`` with the recorded backendRefs put back and the record gone; None if unrecorded."""
-    original = read_original(route, owner)
-    if original is None:
-        return None
-    route = copy.deepcopy(route)
-    for index, rule in enumerate((route.get("spec") or {}).get("rules") or ()):
-        if str(index) in original:
-            rule["backendRefs"] = original[str(index)]
-    drop_original(route, owner)
-    return route
+    return backends.restored(route, owner, "rules", rule_key, HTTPROUTE_BACKENDS)
 
 
 def cookie_regex(name: str, value: str, kind: str) -> str:
@@ -202,10 +150,10 @@ def match_route(
             ]
             m["headers"] = kept + copy.deepcopy(extra)
             matches.append(m)
-        ref: dict[str, Any] = {"name": canary_service_name(parent["name"]), "weight": 1}
-        if "port" in parent:
-            ref["port"] = parent["port"]
-        new_rule: dict[str, Any] = {"matches": matches, "backendRefs": [ref]}
+        new_rule: dict[str, Any] = {
+            "matches": matches,
+            "backendRefs": [HTTPROUTE_BACKENDS.canary_only(parent)],
+        }
         for key in ("filters", "timeouts"):
             if key in rule:
                 new_rule[key] = copy.deepcopy(rule[key])
@@ -215,16 +163,7 @@ def match_route(
     for key in ("parentRefs", "hostnames"):
         if key in spec:
             managed_spec[key] = copy.deepcopy(spec[key])
-    return {
-        "apiVersion": HTTP_ROUTE.api_version,
-        "kind": HTTP_ROUTE.kind,
-        "metadata": {
-            "name": managed_route_name(owner),
-            "labels": {CANARY_LABEL: owner.name},
-            "ownerReferences": [owner.reference()],
-        },
-        "spec": managed_spec,
-    }
+    return HTTP_ROUTE.managed(owner, managed_spec)
 
 
 class GatewayAPIRouter(RouteRouter):
@@ -232,24 +171,16 @@ class GatewayAPIRouter(RouteRouter):
 
     route_kind = HTTP_ROUTE
     route_field = "httpRoute"
+    rules_key = "rules"
+    shape = HTTPROUTE_BACKENDS
 
     def targets(self, route: Mapping[str, Any]) -> list[Target]:
         return find_targets(route, self.config, self.parent_services)
 
-    def parent_service(self, targets: list[Target]) -> str:
-        _, rule, index = targets[0]
-        return str(rule["backendRefs"][index]["name"])
-
-    def split_of(self, targets: list[Target]) -> TrafficSplit | None:
-        return current_split(targets)
-
-    def with_split(self, route: dict[str, Any], split: TrafficSplit) -> dict[str, Any] | None:
-        return with_split(route, self.owner, self.config, self.parent_services, split)
+    def rule_key(self, index: int, rule: Mapping[str, Any]) -> str:
+        return rule_key(index, rule)
 
     def match_route(
         self, route: Mapping[str, Any], targets: list[Target], match: Match
     ) -> dict[str, Any]:
         return match_route(route, self.owner, targets, match)
-
-    def restored(self, route: dict[str, Any]) -> dict[str, Any] | None:
-        return restored(route, self.owner)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from canarylab.model.spec import Match, TrafficSplit
+from canarylab.routers import backends
+from canarylab.routers.backends import BackendShape, Target
 from canarylab.routers.base import (
     AbsentRoutes,
     CustomRoutes,
@@ -29,6 +31,10 @@ class RouteRouter:
     route_kind: ClassVar[RouteKind]
     route_field: ClassVar[str]
     """The key of the router's config that names the route (``route``, ``httpRoute``)."""
+    rules_key: ClassVar[str]
+    """The key of the route's spec that holds its rules (``http``, ``rules``)."""
+    shape: BackendShape
+    """How the provider spells a rule's backends (a class default; a mode may swap it)."""
 
     def __init__(
         self,
@@ -47,25 +53,32 @@ class RouteRouter:
         self._seen: dict[str, Any] | None = None
         self.routes = CustomRoutes(api_client, self.route_kind, owner.namespace, absent)
 
-    # -- the pure edits, per provider ---------------------------------------------
-    def targets(self, route: Mapping[str, Any]) -> Any:
+    # -- the pure edits: per provider where they differ, generic over ``shape`` ---------
+    def targets(self, route: Mapping[str, Any]) -> list[Target]:
         """The targeted rules; raises RouteProblem when they cannot carry the canary."""
         raise NotImplementedError
 
-    def parent_service(self, targets: Any) -> str:
+    def rule_key(self, index: int, rule: Mapping[str, Any]) -> str:
+        """The key a rule's original backends are recorded under (its name, its index)."""
         raise NotImplementedError
 
-    def split_of(self, targets: Any) -> TrafficSplit | None:
+    def match_route(
+        self, route: Mapping[str, Any], targets: list[Target], match: Match
+    ) -> dict[str, Any]:
         raise NotImplementedError
+
+    def parent_service(self, targets: list[Target]) -> str:
+        _, rule, index = targets[0]
+        return str(rule[self.shape.list_key][index][self.shape.service_key])
+
+    def split_of(self, targets: list[Target]) -> TrafficSplit | None:
+        return self.shape.split_of(targets)
 
     def with_split(self, route: dict[str, Any], split: TrafficSplit) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    def match_route(self, route: Mapping[str, Any], targets: Any, match: Match) -> dict[str, Any]:
-        raise NotImplementedError
+        return backends.with_split(route, self.owner, self.targets, self.shape, split)
 
     def restored(self, route: dict[str, Any]) -> dict[str, Any] | None:
-        raise NotImplementedError
+        return backends.restored(route, self.owner, self.rules_key, self.rule_key, self.shape)
 
     # -- TrafficRouter ------------------------------------------------------------
     def observe(self) -> RouteView:
