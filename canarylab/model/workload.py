@@ -128,17 +128,75 @@ def canary_owner(name: str, uid: str) -> dict[str, Any]:
     return owner_reference(f"{GROUP}/{VERSION}", KIND, name, uid, controller=True)
 
 
+def subset_mode(spec: CanarySpec) -> bool:
+    """``trafficRouter.apisix.mode: subset``: the canary is a subset of the parent's Service."""
+    return spec.router.kind == "apisix" and spec.router.config.get("mode") == "subset"
+
+
+@dataclass(frozen=True)
+class PodSubsets:
+    """The label sets of the ``original`` and ``canary`` subsets of the parent's Service.
+
+    APISIX picks a subset's pods among the Service's endpoints, so each label set only
+    needs to tell parent pods from canary pods. ``problem`` says why no such sets exist.
+    """
+
+    original: Mapping[str, str]
+    canary: Mapping[str, str]
+    problem: str = ""
+
+
+def pod_subsets(cd_name: str, spec: CanarySpec, parent: DeploymentState) -> PodSubsets:
+    """The subsets for subset mode.
+
+    ``original`` is the parent's pods by their ``canarylab.io/version`` label (canary
+    pods carry the canary's version and the parent's selector labels, so a version is
+    what tells them apart); ``canary`` is this canary's pods. While a replace is under
+    way the parent's pods change version, so ``original`` widens to the parent's
+    selector alone: it then also holds canary pods, but it can never run empty while
+    it carries weight (the canary is complete before the template is copied).
+    """
+    selector = dict(parent.selector or {})
+    canary = {CANARY_LABEL: cd_name, VERSION_LABEL: spec.version}
+    if spec.replace:
+        return PodSubsets(selector, canary)
+    version = (parent.pod_labels or {}).get(VERSION_LABEL)
+    if not version:
+        return PodSubsets(
+            {},
+            canary,
+            f"mode: subset needs the parent's pods labelled with their version: add "
+            f"{VERSION_LABEL}: <version> to spec.template.metadata.labels of Deployment "
+            f"{spec.parent} (its pods roll once), or use mode: service",
+        )
+    if version == spec.version:
+        return PodSubsets(
+            {},
+            canary,
+            f"spec.version {spec.version!r} is also the {VERSION_LABEL} of Deployment "
+            f"{spec.parent}'s pods, so the original and canary subsets would overlap; "
+            "give the canary another version",
+        )
+    return PodSubsets({**selector, VERSION_LABEL: version}, canary)
+
+
 def canary_pod_labels(
     cd_name: str, spec: CanarySpec, parent_selector: Mapping[str, str]
 ) -> dict[str, str]:
-    """The template's labels, minus the keys the parent selects on, plus canary labels.
+    """The template's labels, with the parent's selector handled per mode, plus canary labels.
 
-    Dropping the parent's selector keys keeps the parent Deployment and the parent
-    Service from ever selecting canary pods, so the route's weights are the real split.
+    In service mode the parent's selector keys are dropped, which keeps the parent
+    Deployment and the parent Service from ever selecting canary pods, so the route's
+    weights are the real split. In subset mode they are set to the parent's values,
+    so the parent Service selects canary pods too and the ApisixUpstream's subsets
+    (by ``canarylab.io/version``) split them.
     """
     labels = dict((spec.template.get("metadata") or {}).get("labels") or {})
-    for key in parent_selector:
-        labels.pop(key, None)
+    for key, value in parent_selector.items():
+        if subset_mode(spec):
+            labels[key] = value
+        else:
+            labels.pop(key, None)
     labels[CANARY_LABEL] = cd_name
     labels[VERSION_LABEL] = spec.version
     return labels

@@ -37,7 +37,9 @@ from canarylab.model.workload import (
     canary_deployment_name,
     canary_service,
     canary_service_name,
+    pod_subsets,
     selects,
+    subset_mode,
 )
 from canarylab.operator import metrics
 from canarylab.operator.cluster import Cluster, Rejected, now
@@ -64,14 +66,24 @@ class Outcome:
 
 
 def _router(
-    cluster: Cluster, spec: CanarySpec, owner: Owner, services: frozenset[str]
+    cluster: Cluster,
+    spec: CanarySpec,
+    owner: Owner,
+    services: frozenset[str],
+    parent: DeploymentState | None = None,
 ) -> TrafficRouter:
     factory = load(spec.router.kind)
     managed = factory if isinstance(factory, type) and issubclass(factory, RouteRouter) else None
     if managed is not None:
         # the built-in routers share this controller's cache of routes known to be gone
+        pods = pod_subsets(owner.name, spec, parent) if parent else None
         return managed(
-            cluster.api_client, owner, spec.router.config, services, absent=cluster.absent_routes
+            cluster.api_client,
+            owner,
+            spec.router.config,
+            services,
+            absent=cluster.absent_routes,
+            pods=pods,
         )
     return factory(cluster.api_client, owner, spec.router.config, services)
 
@@ -153,7 +165,7 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
 
     services = snap.services if parent else []
     try:
-        router = _router(cluster, spec, owner, _parent_services(services, parent))
+        router = _router(cluster, spec, owner, _parent_services(services, parent), parent)
     except UnknownRouter as err:
         failure = failed(Status("Failed", ()), "UnknownRouter", str(err))
         wrote = _report(cluster, cd, failure, previous, moment)
@@ -225,7 +237,7 @@ def _act(
             manifest = canary_deployment(name, uid, spec, parent_selector)
             cluster.ensure_deployment(namespace, manifest, canary_obj)
             by_name = {s["metadata"]["name"]: s for s in services}
-            if parent_service in by_name:
+            if parent_service in by_name and not subset_mode(spec):  # subset: no canary Service
                 svc = canary_service(name, uid, by_name[parent_service])
                 cluster.ensure_service(
                     namespace, svc, by_name.get(canary_service_name(parent_service))

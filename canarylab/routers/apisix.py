@@ -15,17 +15,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from canarylab.model.spec import Match
+from canarylab.model.workload import CANARY_LABEL, CANARY_SUBSET, ORIGINAL_SUBSET, PodSubsets
 from canarylab.routers import backends
 from canarylab.routers.backends import BackendShape, Target
 from canarylab.routers.base import (
+    AbsentRoutes,
+    CustomRoutes,
     Owner,
     RouteKind,
     RouteProblem,
     TrafficSplit,
+    drop_original,
+    read_original,
+    write_original,
 )
 from canarylab.routers.managed import RouteRouter
 
 APISIX_ROUTE = RouteKind("apisix.apache.org", "v2", "apisixroutes", "ApisixRoute")
+APISIX_UPSTREAM = RouteKind("apisix.apache.org", "v2", "apisixupstreams", "ApisixUpstream")
 
 
 APISIX_BACKENDS = BackendShape("backends", "serviceName", "servicePort", 100)
@@ -140,15 +147,99 @@ def match_route(
     return APISIX_ROUTE.managed(owner, spec)
 
 
+def with_subsets(
+    upstream: dict[str, Any] | None, owner: Owner, service: str, subsets: PodSubsets
+) -> dict[str, Any]:
+    """The parent Service's ApisixUpstream carrying the ``original`` and ``canary`` subsets.
+
+    A missing upstream is created (and recorded as created, so ``upstream_restored``
+    deletes it); an existing one keeps every other field and subset, and its
+    ``spec.subsets`` as it was is recorded on it before the first change (pure).
+    """
+    ours = [
+        {"name": ORIGINAL_SUBSET, "labels": dict(subsets.original)},
+        {"name": CANARY_SUBSET, "labels": dict(subsets.canary)},
+    ]
+    if upstream is None:
+        upstream = {
+            "apiVersion": APISIX_UPSTREAM.api_version,
+            "kind": APISIX_UPSTREAM.kind,
+            "metadata": {"name": service, "labels": {CANARY_LABEL: owner.name}},
+            "spec": {},
+        }
+        write_original(upstream, owner, {"created": True})
+    else:
+        upstream = copy.deepcopy(upstream)
+        if read_original(upstream, owner) is None:
+            spec = upstream.get("spec") or {}
+            record: dict[str, Any] = {"created": False}
+            if "subsets" in spec:
+                record["subsets"] = spec["subsets"]
+            write_original(upstream, owner, record)
+    spec = upstream.setdefault("spec", {})
+    others = [
+        s
+        for s in spec.get("subsets") or ()
+        if s.get("name") not in (ORIGINAL_SUBSET, CANARY_SUBSET)
+    ]
+    spec["subsets"] = others + ours
+    return upstream
+
+
+def upstream_restored(upstream: dict[str, Any], owner: Owner) -> dict[str, Any] | None:
+    """The upstream as it was before this canary (None: unrecorded, or created: delete it)."""
+    record = read_original(upstream, owner)
+    if record is None or record.get("created"):
+        return None
+    upstream = copy.deepcopy(upstream)
+    spec = upstream.setdefault("spec", {})
+    if "subsets" in record:
+        spec["subsets"] = record["subsets"]
+    else:
+        spec.pop("subsets", None)
+    drop_original(upstream, owner)
+    return upstream
+
+
+MODES = ("service", "subset")
+
+
 class ApisixRouter(RouteRouter):
-    """``TrafficRouter`` over one ApisixRoute."""
+    """``TrafficRouter`` over one ApisixRoute (and, in subset mode, its ApisixUpstream).
+
+    In subset mode the upstream is written before the route on every shift (a route
+    must never name a subset that does not exist yet) and restored after the route.
+    """
 
     route_kind = APISIX_ROUTE
     route_field = "route"
     rules_key = "http"
     shape = APISIX_BACKENDS
 
+    def __init__(
+        self,
+        api_client: Any,
+        owner: Owner,
+        config: Mapping[str, Any],
+        parent_services: frozenset[str],
+        *,
+        absent: AbsentRoutes | None = None,
+        pods: PodSubsets | None = None,
+    ) -> None:
+        super().__init__(api_client, owner, config, parent_services, absent=absent, pods=pods)
+        self.mode = str(config.get("mode") or "service")
+        if self.mode == "subset":
+            self.shape = APISIX_SUBSET_BACKENDS
+        self.upstreams = CustomRoutes(api_client, APISIX_UPSTREAM, owner.namespace, absent)
+
     def targets(self, route: Mapping[str, Any]) -> list[Target]:
+        if self.mode not in MODES:
+            raise RouteProblem(
+                "InvalidMode",
+                f"spec.trafficRouter.apisix.mode must be service or subset, not {self.mode!r}",
+            )
+        if self.mode == "subset" and self.pods is not None and self.pods.problem:
+            raise RouteProblem("ParentVersionUnlabelled", self.pods.problem)
         return find_targets(route, self.config, self.parent_services, self.shape)
 
     def rule_key(self, index: int, rule: Mapping[str, Any]) -> str:
@@ -158,3 +249,50 @@ class ApisixRouter(RouteRouter):
         self, route: Mapping[str, Any], targets: list[Target], match: Match
     ) -> dict[str, Any]:
         return match_route(route, self.owner, targets, match, self.shape)
+
+    def set_weight(self, split: TrafficSplit) -> None:
+        if self.mode == "subset":
+            self._ensure_upstream()
+        super().set_weight(split)
+
+    def remove_managed_routes(self) -> None:
+        # the route's own backends name every Service this canary may have written an
+        # upstream for (a finalizer knows no parent Services); read before restoring
+        route = self._seen or self.routes.get(self.name) or {}
+        names = (set(self.parent_services) if self.mode == "subset" else set()) | {
+            str(b.get("serviceName"))
+            for rule in (route.get("spec") or {}).get("http") or ()
+            for b in rule.get("backends") or ()
+            if b.get("subset")
+        }
+        super().remove_managed_routes()
+        for name in sorted(names):
+            self._restore_upstream(name)
+
+    def _ensure_upstream(self) -> None:
+        pods = self.pods
+        route = self._seen or self.routes.get(self.name)
+        if pods is None or route is None:
+            raise RouteProblem(
+                "RouteNotFound", f"ApisixRoute {self.name} or the parent's pods are not known yet"
+            )
+        service = self.parent_service(self.targets(route))
+        current = self.upstreams.get(service)
+        if current is None:
+            self.upstreams.apply(with_subsets(None, self.owner, service, pods))
+        else:
+            self.upstreams.update(
+                service, lambda u: with_subsets(u, self.owner, service, pods), current
+            )
+
+    def _restore_upstream(self, service: str) -> None:
+        current = self.upstreams.get(service)
+        if current is None:
+            return
+        record = read_original(current, self.owner)
+        if record is None:
+            return
+        if record.get("created"):
+            self.upstreams.delete(service)
+        else:
+            self.upstreams.update(service, lambda u: upstream_restored(u, self.owner), current)

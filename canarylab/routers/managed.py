@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from canarylab.model.spec import Match, TrafficSplit
+from canarylab.model.workload import PodSubsets
 from canarylab.routers import backends
 from canarylab.routers.backends import BackendShape, Target
 from canarylab.routers.base import (
@@ -44,8 +45,14 @@ class RouteRouter:
         parent_services: frozenset[str],
         *,
         absent: AbsentRoutes | None = None,
+        pods: PodSubsets | None = None,
     ) -> None:
-        """``absent``: the controller's cache of routes known to be gone (private if None)."""
+        """``absent``: the controller's cache of routes known to be gone (private if None).
+
+        ``pods``: the label sets that tell the parent's pods from the canary's, for
+        routers that split one Service by subsets (None when the parent is unknown).
+        """
+        self.pods = pods
         self.owner = owner
         self.config = config
         self.parent_services = parent_services
