@@ -212,7 +212,7 @@ def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RoutePro
         services = tuple(
             WeightedService(
                 namespace,
-                str(b.get("serviceName", "")),
+                subset_service_name(str(b["serviceName"]), str(b.get("subset") or "")),
                 int(b["weight"]) if b.get("weight") is not None else APISIX_DEFAULT_WEIGHT,
             )
             for b in backends
@@ -233,6 +233,62 @@ def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RoutePro
             )
         )
     return rules, problems
+
+
+SUBSET_SEPARATOR = "@"
+"""``<service>@<subset>``: a name no real Service can have (``@`` is not a DNS label character)."""
+
+
+def subset_service_name(service: str, subset: str) -> str:
+    """The name a backend's endpoints are found under: the Service, or one of its subsets."""
+    return f"{service}{SUBSET_SEPARATOR}{subset}" if subset else service
+
+
+def subset_services(
+    services: Iterable[Mapping[str, Any]], upstreams: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A Service-like object per ``ApisixUpstream`` subset, named ``<service>@<subset>``.
+
+    APISIX takes a subset's nodes from the Service's endpoints whose pods carry the
+    subset's labels, so the stand-in's subset selects what the Service's selector and
+    the subset's labels both select (share and readiness then follow those pods). An
+    upstream without a Service of its name, or a Service without a selector, yields
+    nothing: a backend naming such a subset gets no endpoints, as in APISIX.
+    """
+    by_key = {
+        (
+            (s.get("metadata") or {}).get("namespace", "default"),
+            (s.get("metadata") or {}).get("name"),
+        ): s
+        for s in services
+    }
+    out: list[dict[str, Any]] = []
+    for upstream in upstreams:
+        meta = upstream.get("metadata") or {}
+        namespace = meta.get("namespace", "default")
+        service = by_key.get((namespace, meta.get("name")))
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        if not selector:
+            continue
+        for subset in (upstream.get("spec") or {}).get("subsets") or ():
+            name, labels = subset.get("name"), subset.get("labels") or {}
+            if not name or not isinstance(labels, Mapping):
+                continue
+            wanted = {str(k): str(v) for k, v in labels.items()}
+            if any(selector.get(k, v) != v for k, v in wanted.items()):
+                continue  # no pod can carry both: the subset is empty
+            out.append(
+                {
+                    "metadata": {
+                        "namespace": namespace,
+                        "name": subset_service_name(str(meta["name"]), str(name)),
+                    },
+                    "spec": {
+                        "selector": {**selector, **{str(k): str(v) for k, v in labels.items()}}
+                    },
+                }
+            )
+    return out
 
 
 # --------------------------------------------------------------- HTTPRoute
