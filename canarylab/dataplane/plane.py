@@ -29,7 +29,13 @@ import httpx
 
 from canarylab.dataplane.endpoints import EndpointPublisher
 from canarylab.dataplane.haproxy import GatewayPlan, plan
-from canarylab.dataplane.routes import RouteProblem, RouteRule, apisix_rules, httproute_rules
+from canarylab.dataplane.routes import (
+    RouteProblem,
+    RouteRule,
+    apisix_rules,
+    httproute_rules,
+    subset_services,
+)
 from canarylab.dataplane.runtime import GatewayApplier, GatewayError
 from canarylab.dataplane.workloads import WorkloadRunner, desired_workloads, service_endpoints
 
@@ -39,6 +45,7 @@ LISTS = {
     "deployments": "/apis/apps/v1/deployments",
     "services": "/api/v1/services",
     "apisixroutes": "/apis/apisix.apache.org/v2/apisixroutes",
+    "apisixupstreams": "/apis/apisix.apache.org/v2/apisixupstreams",
     "httproutes": "/apis/gateway.networking.k8s.io/v1/httproutes",
 }
 
@@ -165,7 +172,12 @@ async def run(settings: PlaneSettings) -> None:
                         log.warning("%s: %s", problem.route, problem.message)
                     reported = set(problems)
                     endpoints = service_endpoints(objects["services"], workloads, runner.ready())
-                    gateway = plan(rules, endpoints)
+                    # ApisixUpstream subsets: endpoints for the gateway, never published
+                    subsets = subset_services(objects["services"], objects["apisixupstreams"])
+                    gateway = plan(
+                        rules,
+                        {**endpoints, **service_endpoints(subsets, workloads, runner.ready())},
+                    )
                     try:
                         await publisher.sync(client, endpoints)
                     except httpx.HTTPError as err:
