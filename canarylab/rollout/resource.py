@@ -354,8 +354,8 @@ class Rollout:
             if current.version != version:
                 raise RolloutError(
                     f"CanaryDeployment {self.namespace}/{self.name} already rolls out version "
-                    f"{current.version!r} (phase {current.phase or 'unknown'}); abort or delete "
-                    f"it (`canarylab abort {self.name} -n {self.namespace}`) before "
+                    f"{current.version!r} (phase {current.phase or 'unknown'}); delete it "
+                    f"(`canarylab delete {self.name} -n {self.namespace}`) before "
                     f"creating version {version!r}"
                 )
             self.recorder.action("create_canary", "unchanged", version=version, phase=current.phase)

@@ -274,7 +274,7 @@ class _Run:
         if status.exists and status.version and status.version != canary.version:
             raise RolloutError(
                 f"{rollout.namespace}/{rollout.name} rolls out version {status.version!r}, not "
-                f"{canary.version!r}: abort it first (`canarylab abort {rollout.name}`)"
+                f"{canary.version!r}: delete it first (`canarylab delete {rollout.name}`)"
             )
         start = resume_point(plan, status)
         self.first_step = start.first_step

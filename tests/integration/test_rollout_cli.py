@@ -1,4 +1,5 @@
-"""`canarylab status | weight | abort` and `canarylab run` as a user runs them: real exit codes."""
+"""`canarylab status | weight | abort` (the old name of `set weight` kept) and `canarylab run`
+as a user runs them: real exit codes."""
 
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ def test_shell_verbs_and_the_abort_runbook(
     assert "applied 40" in done.stdout
     assert route_backends(api_client, namespace)[PARENT] == 60
 
-    shown = canarylab("status", *where, "--json")
+    shown = canarylab("status", *where, "-o", "json")
     assert shown.returncode == 0, shown.stderr
-    (item,) = json.loads(shown.stdout)
-    assert (item["name"], item["desired_weight"], item["applied_weight"]) == (PARENT, 40, 40)
+    (item,) = json.loads(shown.stdout)["items"]
+    weights = (item["spec"]["weight"], item["status"]["weights"]["canary"])
+    assert (item["metadata"]["name"], *weights) == (PARENT, 40, 40)
 
     bad = canarylab("weight", PARENT, "140", *where)
     assert bad.returncode == ExitCode.USAGE  # not click's 2, which reads "rolled back"

@@ -195,3 +195,23 @@ def test_kubectl_plugin_completion() -> None:
     assert completions(["set", ""]) == ["weight"]
     assert "--context" in completions(["get", "--"])
     assert "yaml" in completions(["get", "web", "-o", ""])
+
+
+@pytest.mark.parametrize(
+    ("script", "var"),
+    [("canarylab", "_CANARYLAB_COMPLETE"), ("kubectl-canarylab", "_KUBECTL_CANARYLAB_COMPLETE")],
+)
+def test_the_documented_completion_scripts(script: str, var: str) -> None:
+    """docs/cli.md: `eval "$(_CANARYLAB_COMPLETE=bash_source canarylab)"`, and the plugin's."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / script
+    for shell in ("bash", "zsh", "fish"):
+        env = {**os.environ, var: f"{shell}_source"}
+        made = subprocess.run([str(exe)], env=env, capture_output=True, text=True, check=True)
+        assert var in made.stdout, shell
+    kubectl_side = Path(sys.executable).parent / "kubectl_complete-canarylab"
+    done = subprocess.run([str(kubectl_side), "prom"], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["promote", ":4"]
