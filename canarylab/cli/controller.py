@@ -28,6 +28,12 @@ import click
 @click.option(
     "--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz."
 )
+@click.option(
+    "-l",
+    "--selector",
+    default="",
+    help="Serve only CanaryDeployments with these labels, e.g. shard=a (key=value[,key=value]).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def controller(
     kubeconfig: str | None,
@@ -35,14 +41,33 @@ def controller(
     all_namespaces: bool,
     metrics_port: int | None,
     liveness: str | None,
+    selector: str,
     verbose: bool,
 ) -> None:
-    """Run the CanaryDeployment controller (kopf, standalone) until interrupted."""
+    """Run the CanaryDeployment controller (kopf, standalone) until interrupted.
+
+    Several controllers share a cluster by namespace (--namespace) or by label
+    (--selector); their shards must not overlap.
+    """
     from canarylab.operator.run import run
 
     if all_namespaces and namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
-    run(kubeconfig, namespaces, metrics_port, liveness, verbose)
+    run(kubeconfig, namespaces, metrics_port, liveness, verbose, parse_selector(selector))
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """``key=value[,key=value]`` (equality only) as a dict; a clear error otherwise."""
+    pairs: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = part.partition("=")
+        if part.startswith(("!", "-")) or "!=" in part or not eq or not key.strip():
+            raise click.BadParameter(
+                f"{part!r}: only key=value pairs are supported (e.g. shard=a)",
+                param_hint="--selector",
+            )
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def crd_files() -> list[Path]:

@@ -53,6 +53,20 @@ def now(moment: dt.datetime | None = None) -> str:
     return (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _with_parent(meta: Mapping[str, Any], parent: Mapping[str, Any]) -> list[Any] | None:
+    """``meta``'s ownerReferences with ``parent`` as its (non-controller) Deployment
+    owner, or None when it already is."""
+    refs = list(meta.get("ownerReferences") or [])
+    uid = parent["metadata"]["uid"]
+    if any(r.get("uid") == uid for r in refs):
+        return None
+    refs = [r for r in refs if r.get("kind") != "Deployment"]
+    refs.append(
+        owner_reference("apps/v1", "Deployment", parent["metadata"]["name"], uid, controller=False)
+    )
+    return refs
+
+
 class Cluster:
     """Typed-ish access to the objects one namespace's canaries touch."""
 
@@ -82,19 +96,34 @@ class Cluster:
             if err.status != 404:
                 raise
 
-    def add_finalizer(self, cd: Mapping[str, Any], finalizer: str) -> bool:
-        """Hold the CanaryDeployment's deletion until ``remove_finalizer``.
+    @staticmethod
+    def claim_patch(
+        meta: Mapping[str, Any], finalizer: str, parent: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The metadata a CanaryDeployment lacks: our finalizer, and ``parent`` (if
+        given) as its owner; None when it has both."""
+        patch: dict[str, Any] = {}
+        finalizers = list(meta.get("finalizers") or ())
+        if finalizer not in finalizers:
+            patch["finalizers"] = [*finalizers, finalizer]
+        refs = _with_parent(meta, parent) if parent is not None else None
+        if refs is not None:
+            patch["ownerReferences"] = refs
+        return patch or None
 
-        Guarded by the body's resourceVersion (the list is replaced whole); False when
+    def claim(self, cd: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+        """Write ``claim_patch``'s metadata: the finalizer holds the deletion until
+        ``remove_finalizer``; one write where a finalizer and an adoption took two.
+
+        Guarded by the body's resourceVersion (the lists are replaced whole); False when
         the object changed or went meanwhile: the watch brings the newer body.
         """
         meta = cd["metadata"]
-        finalizers = [*(meta.get("finalizers") or ()), finalizer]
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        body = {"metadata": {**patch, "resourceVersion": meta["resourceVersion"]}}
         try:
             _drain(
                 self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch, **RAW
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body, **RAW
                 )
             )
         except ApiException as err:
@@ -146,16 +175,9 @@ class Cluster:
     def adopt_by_parent(self, cd: Mapping[str, Any], parent: Mapping[str, Any]) -> None:
         """Make the parent Deployment an owner (not controller) of the CanaryDeployment."""
         meta = cd["metadata"]
-        refs = list(meta.get("ownerReferences") or [])
-        uid = parent["metadata"]["uid"]
-        if any(r.get("uid") == uid for r in refs):
+        refs = _with_parent(meta, parent)
+        if refs is None:
             return
-        refs = [r for r in refs if r.get("kind") != "Deployment"]
-        refs.append(
-            owner_reference(
-                "apps/v1", "Deployment", parent["metadata"]["name"], uid, controller=False
-            )
-        )
         patch = {"metadata": {"ownerReferences": refs, "resourceVersion": meta["resourceVersion"]}}
         try:
             self.custom.patch_namespaced_custom_object(

@@ -91,6 +91,9 @@ class Fleet:
 
     cluster: Cluster
     workers: int = WORKERS
+    selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Serve only the CanaryDeployments whose labels include all of these (a shard);
+    every one when empty. Shards must not overlap (``docs/operations.md``, Sharding)."""
     bodies: dict[Key, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """The newest CanaryDeployment body the watch delivered, per canary."""
     handled: dict[Key, int] = dataclasses.field(default_factory=dict)
@@ -102,6 +105,8 @@ class Fleet:
     a pass that starts before then judges ``new``, not the stale body (else the same
     status and its Events, DriverLost or a phase change, would be posted twice)."""
     failures: dict[Key, int] = dataclasses.field(default_factory=dict)
+    routes: dict[Key, tuple[str, str, str]] = dataclasses.field(default_factory=dict)
+    """``(router kind, route, resourceVersion)`` each canary's last pass left its route at."""
     indexes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """kopf's ``canaries``, ``deployments`` and ``services`` indexes (live views)."""
     queue: WorkQueue | None = None
@@ -135,16 +140,26 @@ class Fleet:
         """A CanaryDeployment event: keep its body, pass again if its spec is new."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        if not self.serves(meta):
+            if key in self.bodies:  # relabelled into another shard: that one serves it now
+                log.info("canary %s/%s: no longer in this controller's shard", *key)
+                self.gone(*key)
+            return
         self.bodies[key] = body
         if not self.indexes:
             self.indexes = indexes
         if meta.get("deletionTimestamp") or self.handled.get(key) != meta.get("generation"):
             self.poke(*key)
 
+    def serves(self, meta: Mapping[str, Any]) -> bool:
+        """Whether a CanaryDeployment with this metadata is in this controller's shard."""
+        labels = meta.get("labels") or {}
+        return all(labels.get(k) == v for k, v in self.selector.items())
+
     def gone(self, namespace: str, name: str) -> None:
         """The CanaryDeployment is deleted for good: forget it."""
         key = (namespace, name)
-        for memory in (self.bodies, self.handled, self.written, self.failures):
+        for memory in (self.bodies, self.handled, self.written, self.failures, self.routes):
             memory.pop(key, None)
         for timers in (self._timers, self._settling):
             timer = timers.pop(key, None)
@@ -162,6 +177,15 @@ class Fleet:
             self.poke(*key)
 
         self._settling[key] = asyncio.get_running_loop().call_later(SETTLE, settled)
+
+    def route_changed(
+        self, namespace: str, name: str, kind: str, route: str, version: str | None
+    ) -> None:
+        """A route event: poke the canary, unless it shows the route as the canary's own
+        last pass left it (the watch echoing that pass's write needs no pass)."""
+        if version is not None and self.routes.get((namespace, name)) == (kind, route, version):
+            return
+        self.poke_soon(namespace, name)
 
     def poke(self, namespace: str, name: str) -> None:
         """Ask for a pass over a canary now (coalesced with any pass already waiting)."""
@@ -205,16 +229,23 @@ class Fleet:
                 await self._finalize(key, body)
             return
         snap = self._snapshot(key, body)
-        # before anything exists to clean up: a deletion then waits for our restore
-        if FINALIZER not in finalizers and not await asyncio.to_thread(
-            self.cluster.add_finalizer, snap.cd, FINALIZER
-        ):
-            return  # the body changed under us; its watch event pokes us again
+        # before anything exists to clean up (a deletion then waits for our restore),
+        # and the parent's ownership in the same write
+        claim = self.cluster.claim_patch(snap.cd["metadata"], FINALIZER, snap.parent)
+        if claim is not None:
+            if not await asyncio.to_thread(self.cluster.claim, snap.cd, claim):
+                return  # the body changed under us; its watch event pokes us again
+            cd = {**snap.cd, "metadata": {**snap.cd["metadata"], **claim}}
+            snap = dataclasses.replace(snap, cd=cd)
         self.handled[key] = int(snap.cd["metadata"].get("generation") or 0)
         outcome = await asyncio.to_thread(reconcile, self.cluster, snap)
         self.failures.pop(key, None)
         if outcome.written is not None:
             self.written[key] = outcome.written
+        if outcome.route is not None:
+            self.routes[key] = outcome.route
+        else:
+            self.routes.pop(key, None)
         self._after(key, outcome)
 
     def _after(self, key: Key, outcome: Outcome) -> None:

@@ -32,13 +32,20 @@ __all__ = ["FINALIZER", "RESYNC", "WORKERS", "Fleet", "memo_for"]
 log = logging.getLogger("canarylab.controller")
 
 
-def memo_for(cluster: Cluster, workers: int = WORKERS, insights: Any = None) -> kopf.Memo:
+def memo_for(
+    cluster: Cluster,
+    workers: int = WORKERS,
+    insights: Any = None,
+    selector: Mapping[str, str] | None = None,
+) -> kopf.Memo:
     """The ``memo`` to start kopf with: a fresh ``Fleet`` over ``cluster``.
 
     ``insights``: the kopf Insights the operator was started with; with them, kinds
     whose CRD is installed later are served without a restart (``crds``).
+    ``selector``: serve only the CanaryDeployments with these labels (a shard).
     """
-    return kopf.Memo(fleet=Fleet(cluster, workers=workers), insights=insights, rechecks=[])
+    fleet = Fleet(cluster, workers=workers, selector=dict(selector or {}))
+    return kopf.Memo(fleet=fleet, insights=insights, rechecks=[])
 
 
 def _fleet(kwargs: Mapping[str, Any]) -> Fleet:
@@ -198,17 +205,19 @@ async def _deployment_changed(**kwargs: Any) -> None:
         fleet.poke_soon(namespace, owner)
 
 
+def _route_changed(kind: str, kwargs: Mapping[str, Any]) -> None:
+    namespace, name = kwargs["namespace"], kwargs["name"]
+    fleet = _fleet(kwargs)
+    version = kwargs["meta"].get("resourceVersion")
+    for cd in kwargs["canaries"].get(("route", namespace, kind, name), ()):
+        fleet.route_changed(namespace, cd, kind, name, version)
+
+
 @kopf.on.event("apisix.apache.org", "v2", "apisixroutes")
 async def _apisix_route_changed(**kwargs: Any) -> None:
-    namespace = kwargs["namespace"]
-    fleet = _fleet(kwargs)
-    for cd in kwargs["canaries"].get(("route", namespace, "apisix", kwargs["name"]), ()):
-        fleet.poke_soon(namespace, cd)
+    _route_changed("apisix", kwargs)
 
 
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
 async def _http_route_changed(**kwargs: Any) -> None:
-    namespace = kwargs["namespace"]
-    fleet = _fleet(kwargs)
-    for cd in kwargs["canaries"].get(("route", namespace, "gatewayAPI", kwargs["name"]), ()):
-        fleet.poke_soon(namespace, cd)
+    _route_changed("gatewayAPI", kwargs)

@@ -63,6 +63,9 @@ class Outcome:
     written: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
     """``(replaced, new)`` when this pass wrote the status: until the watch delivers
     ``new``, a body still showing ``replaced`` is stale (see ``handlers._run``)."""
+    route: tuple[str, str, str] | None = None
+    """``(router kind, route name, resourceVersion)`` of the route as this pass last read
+    or wrote it: its own write's watch event then needs no new pass."""
 
 
 def _router(
@@ -210,12 +213,14 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         paused=status.phase == "Paused",
     )
     recheck = decision.recheck_at
+    version = getattr(router, "route_version", None)  # routers that report it
     return Outcome(
         again=decision.again,
         phase=status.phase,
         generation=int(meta.get("generation") or 0),
         recheck_in=None if recheck is None else (recheck - moment).total_seconds(),
         written=wrote,
+        route=(spec.router.kind, spec.router.route, version) if version else None,
     )
 
 

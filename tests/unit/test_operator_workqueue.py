@@ -84,3 +84,19 @@ def test_a_burst_of_deployment_events_settles_into_one_poke() -> None:
         return before, len(fleet.queue)
 
     assert asyncio.run(scenario()) == (0, 1)
+
+
+def test_the_echo_of_a_pass_s_own_route_write_wakes_nobody() -> None:
+    async def scenario() -> tuple[int, int]:
+        fleet = Fleet(cluster=None, workers=0)  # type: ignore[arg-type]
+        fleet.queue = WorkQueue()
+        fleet.bodies[("ns", "a")] = {}
+        fleet.routes[("ns", "a")] = ("apisix", "web", "41")
+        fleet.route_changed("ns", "a", "apisix", "web", "41")  # what the pass wrote
+        await asyncio.sleep(SETTLE * 2)
+        echo = len(fleet.queue)
+        fleet.route_changed("ns", "a", "apisix", "web", "42")  # someone else's edit
+        await asyncio.sleep(SETTLE * 2)
+        return echo, len(fleet.queue)
+
+    assert asyncio.run(scenario()) == (0, 1)
