@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,13 @@ def _free_port() -> int:
 class ControllerProcess:
     """A ``canarylab controller`` subprocess."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, scope: Sequence[str] = ("--all-namespaces",)
+    ) -> None:
+        """``scope``: what it serves (``--namespace NS``, ``--selector shard=a``, ...)."""
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.scope = tuple(scope)
         self.metrics_port = _free_port()
         self.liveness_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +71,7 @@ class ControllerProcess:
                 "controller",
                 "--kubeconfig",
                 str(self.kubeconfig),
-                "--all-namespaces",
+                *self.scope,
                 "--metrics-port",
                 str(self.metrics_port),
                 "--liveness",
