@@ -231,7 +231,7 @@ class Where:
         parent = obj["spec"]["parentDeployment"] if obj is not None else name
         return Rollout(self.namespace, parent, name=name, kube=self.api, recorder=watch)
 
-    def objects(self, name: str | None) -> list[dict[str, Any]]:
+    def objects(self, name: str | None, timeout: float | None = None) -> list[dict[str, Any]]:
         """NAME, or every CanaryDeployment of the namespace (``[]`` when NAME is absent)."""
         if name:
             obj = self.rollout(name).get()
@@ -241,8 +241,23 @@ class Where:
         from canarylab.rollout.status import GROUP, PLURAL, VERSION
 
         custom = client.CustomObjectsApi(self.api)
-        items = custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        items = custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, _request_timeout=timeout
+        )
         return sorted(items["items"], key=lambda o: str(o["metadata"]["name"]))
+
+
+def complete_name(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of NAME: the CanaryDeployments of the namespace, if it answers fast."""
+    from click.shell_completion import CompletionItem
+
+    p = ctx.params
+    try:
+        where = Where.of(p.get("kubeconfig"), p.get("context"), p.get("namespace"))
+        names = [str(o["metadata"]["name"]) for o in where.objects(None, timeout=3)]
+    except Exception:  # no cluster, a timeout: offer nothing rather than a traceback
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def _watch(record_dir: str | None) -> Watch:
@@ -311,7 +326,7 @@ def _follow(where: Where, name: str | None, output: str | None) -> None:
 
 
 _show_args: list[Callable[[Any], Any]] = [
-    click.argument("name", required=False),
+    click.argument("name", required=False, shell_complete=complete_name),
     _target_options,
     _output_option,
     click.option("-w", "--watch", "follow", is_flag=True, help="Print again on every change."),
@@ -425,7 +440,7 @@ def _changing_options(fn: Any) -> Any:
 
 
 @click.command("create", cls=Command)
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_name)
 @click.option(
     "-f",
     "--filename",
@@ -569,7 +584,7 @@ def _weight(
 
 
 _weight_args: list[Callable[[Any], Any]] = [
-    click.argument("name"),
+    click.argument("name", shell_complete=complete_name),
     click.argument("weight", type=click.IntRange(0, 100)),
     _changing_options,
     click.option("--no-wait", is_flag=True, help="Return once the spec is patched."),
@@ -615,7 +630,7 @@ def _promote(
 def _promote_command(name: str, hidden: bool) -> click.Command:
     fn: Any = _promote
     decorators: list[Callable[[Any], Any]] = [
-        click.argument("name"),
+        click.argument("name", shell_complete=complete_name),
         _changing_options,
         click.option("--no-wait", is_flag=True, help="Return once promotion is requested."),
         click.option("--timeout", default=300.0, show_default=True),
@@ -631,7 +646,7 @@ def _promote_command(name: str, hidden: bool) -> click.Command:
 
 
 @click.command("abort", cls=Command)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_name)
 @_changing_options
 @click.option("--timeout", default=60.0, show_default=True)
 def abort(
@@ -657,7 +672,7 @@ def abort(
 
 
 @click.command("resume", cls=Command)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_name)
 @_changing_options
 @click.option(
     "--weight", type=click.IntRange(0, 100), default=None, help="Default: its spec.weight."
@@ -682,7 +697,7 @@ def resume(
 
 
 @click.command("delete", cls=Command)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_name)
 @_changing_options
 @click.option("--no-wait", is_flag=True, help="Return once deletion is requested.")
 @click.option("--timeout", default=60.0, show_default=True)

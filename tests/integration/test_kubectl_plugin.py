@@ -132,6 +132,9 @@ def test_create_get_set_abort_resume_promote_delete(
     assert promoted.returncode == 0, promoted.stderr
     assert "Replaced" in promoted.stdout
 
+    names = run(kubectl, "__complete", "canarylab", "delete", "--context", "here", "")
+    assert PARENT in names.stdout.split(), names.stderr  # NAME completes from the cluster
+
     deleted = canarylab("delete", PARENT)
     assert deleted.returncode == 0, deleted.stderr
     assert not exists(api_client, namespace)
