@@ -4,8 +4,10 @@ While kopf lists the watched kinds at start-up, every listed object of an indexe
 (every Deployment, Service and CanaryDeployment here) holds a toggle in one
 ``ToggleSet``, and every object's first event waits on that set until all of them are
 indexed. kopf wakes *every* waiter each time one toggle is dropped, so N objects cost
-about N²/2 wake-ups: measured as most of the restart's CPU (8 s for 1,800 objects at
-300 canaries, 92 s for 6,000 at 1,000 — the ratio of the squares).
+about N²/2 wake-ups. In isolation (the gate alone, N objects dropping and waiting on the
+standard loop) that is 0.25 CPU-s for 1,800 objects (300 canaries) and 2.2 CPU-s for
+6,000 (1,000 canaries), against 0.11 and 0.74 CPU-s with this change: a part of a
+restart's CPU that grows with the square of the fleet, not the whole of it.
 
 A waiter only waits for the set's overall state (``all``/``any`` of its toggles), and
 adding or dropping a toggle changes no toggle's own state, so waking the waiters is
