@@ -237,13 +237,21 @@ class Where:
             obj = self.rollout(name).get()
             return [] if obj is None else [obj]
         from kubernetes import client
+        from kubernetes.client.rest import ApiException
 
+        from canarylab.rollout.manifest import RolloutError, api_reason
         from canarylab.rollout.status import GROUP, PLURAL, VERSION
 
         custom = client.CustomObjectsApi(self.api)
-        items = custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, _request_timeout=timeout
-        )
+        try:
+            items = custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, _request_timeout=timeout
+            )
+        except ApiException as err:
+            hint = " (is the CRD installed? `canarylab install-crds`)" if err.status == 404 else ""
+            raise RolloutError(
+                f"could not list CanaryDeployments in {self.namespace}: {api_reason(err)}{hint}"
+            ) from None
         return sorted(items["items"], key=lambda o: str(o["metadata"]["name"]))
 
 
