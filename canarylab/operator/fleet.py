@@ -112,6 +112,10 @@ class Fleet:
     queue: WorkQueue | None = None
     _timers: dict[Key, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
     _settling: dict[Key, asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
+    _last_event: dict[Key, float] = dataclasses.field(default_factory=dict)
+    """Loop time of the newest event each settling canary was poked for."""
+    _snapped: dict[Key, float] = dataclasses.field(default_factory=dict)
+    """Loop time each canary's last pass read the watch caches: events before it are in."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
     # -- lifecycle (kopf's startup and cleanup) ------------------------------------
@@ -159,7 +163,15 @@ class Fleet:
     def gone(self, namespace: str, name: str) -> None:
         """The CanaryDeployment is deleted for good: forget it."""
         key = (namespace, name)
-        for memory in (self.bodies, self.handled, self.written, self.failures, self.routes):
+        for memory in (
+            self.bodies,
+            self.handled,
+            self.written,
+            self.failures,
+            self.routes,
+            self._last_event,
+            self._snapped,
+        ):
             memory.pop(key, None)
         for timers in (self._timers, self._settling):
             timer = timers.pop(key, None)
@@ -169,14 +181,22 @@ class Fleet:
     def poke_soon(self, namespace: str, name: str) -> None:
         """Poke after ``SETTLE`` seconds; pokes meanwhile join that one."""
         key = (namespace, name)
-        if key in self._settling or key not in self.bodies:
+        if key not in self.bodies:
+            return
+        loop = asyncio.get_running_loop()
+        self._last_event[key] = loop.time()
+        if key in self._settling:
             return
 
         def settled() -> None:
             self._settling.pop(key, None)
-            self.poke(*key)
+            # a pass that read the caches after the newest event has seen it already
+            # (kopf updates its indexes before it calls the event handlers): e.g. the
+            # start-up listing of every Deployment and route, after the canary's own pass
+            if self._snapped.get(key, -1.0) <= self._last_event.pop(key, 0.0):
+                self.poke(*key)
 
-        self._settling[key] = asyncio.get_running_loop().call_later(SETTLE, settled)
+        self._settling[key] = loop.call_later(SETTLE, settled)
 
     def route_changed(
         self, namespace: str, name: str, kind: str, route: str, version: str | None
@@ -228,6 +248,7 @@ class Fleet:
             if FINALIZER in finalizers:
                 await self._finalize(key, body)
             return
+        self._snapped[key] = asyncio.get_running_loop().time()
         snap = self._snapshot(key, body)
         # before anything exists to clean up (a deletion then waits for our restore),
         # and the parent's ownership in the same write

@@ -100,3 +100,20 @@ def test_the_echo_of_a_pass_s_own_route_write_wakes_nobody() -> None:
         return echo, len(fleet.queue)
 
     assert asyncio.run(scenario()) == (0, 1)
+
+
+def test_events_a_pass_already_read_wake_nobody_when_they_settle() -> None:
+    async def scenario() -> tuple[int, int]:
+        fleet = Fleet(cluster=None, workers=0)  # type: ignore[arg-type]
+        fleet.queue = WorkQueue()
+        fleet.bodies[("ns", "a")] = {}
+        loop = asyncio.get_running_loop()
+        fleet.poke_soon("ns", "a")  # e.g. the start-up listing of its Deployment
+        fleet._snapped[("ns", "a")] = loop.time() + 1e-6  # its pass read the caches after
+        await asyncio.sleep(SETTLE * 2)
+        covered = len(fleet.queue)
+        fleet.poke_soon("ns", "a")  # a newer event than that pass saw
+        await asyncio.sleep(SETTLE * 2)
+        return covered, len(fleet.queue)
+
+    assert asyncio.run(scenario()) == (0, 1)
