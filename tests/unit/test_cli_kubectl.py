@@ -215,3 +215,14 @@ def test_the_documented_completion_scripts(script: str, var: str) -> None:
     kubectl_side = Path(sys.executable).parent / "kubectl_complete-canarylab"
     done = subprocess.run([str(kubectl_side), "prom"], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["promote", ":4"]
+
+
+def test_a_wait_shows_each_status_change_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from canarylab.cli.rollout import Progress, Watch
+
+    watch = Watch(None, Progress())
+    for message in ("web: Progressing, weight 10", "web: Progressing, weight 10", "web: Serving"):
+        watch.event("status", message=message)
+    watch.event("action", message="not shown")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["… web: Progressing, weight 10", "… web: Serving"]
