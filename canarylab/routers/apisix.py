@@ -19,8 +19,6 @@ from canarylab.model.workload import CANARY_LABEL, CANARY_SUBSET, ORIGINAL_SUBSE
 from canarylab.routers import backends
 from canarylab.routers.backends import BackendShape, Target
 from canarylab.routers.base import (
-    AbsentRoutes,
-    CustomRoutes,
     Owner,
     RouteKind,
     RouteProblem,
@@ -216,21 +214,13 @@ class ApisixRouter(RouteRouter):
     rules_key = "http"
     shape = APISIX_BACKENDS
 
-    def __init__(
-        self,
-        api_client: Any,
-        owner: Owner,
-        config: Mapping[str, Any],
-        parent_services: frozenset[str],
-        *,
-        absent: AbsentRoutes | None = None,
-        pods: PodSubsets | None = None,
-    ) -> None:
-        super().__init__(api_client, owner, config, parent_services, absent=absent, pods=pods)
-        self.mode = str(config.get("mode") or "service")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As ``RouteRouter``; ``mode: subset`` swaps the shape and adds the upstreams."""
+        super().__init__(*args, **kwargs)
+        self.mode = str(self.config.get("mode") or "service")
         if self.mode == "subset":
             self.shape = APISIX_SUBSET_BACKENDS
-        self.upstreams = CustomRoutes(api_client, APISIX_UPSTREAM, owner.namespace, absent)
+        self.upstreams = self.routes.sibling(APISIX_UPSTREAM)
 
     def targets(self, route: Mapping[str, Any]) -> list[Target]:
         if self.mode not in MODES:

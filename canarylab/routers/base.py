@@ -153,6 +153,12 @@ class CustomRoutes:
         self.namespace = namespace
         self.absent: AbsentRoutes = set() if absent is None else absent
 
+    def sibling(self, kind: RouteKind) -> CustomRoutes:
+        """Another kind in the same namespace, through the same client and cache."""
+        routes = copy.copy(self)
+        routes.kind = kind
+        return routes
+
     def get(self, name: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
 

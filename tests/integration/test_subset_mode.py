@@ -6,7 +6,7 @@ already exists (with a field and a subset of its own):
 - create → shift 5/25/50: no canary Service, the upstream carries original/canary,
   and real traffic through the gateway splits within ±1 pp of the weight;
 - a header match sends matching requests to the canary subset;
-- replace under a few hundred requests/s: zero failed requests;
+- replace under RATE (600) requests/s: zero failed requests;
 - delete: the ApisixRoute and the ApisixUpstream are as they were, field for field.
 """
 
@@ -27,13 +27,12 @@ from tests.integration.test_dataplane_controller import (
     assert_no_failures,
     last_seconds,
     split,
+    under_load,
 )
 from tests.integration.test_dataplane_helpers import demo_deployment, wait_backend
 
 pytestmark = pytest.mark.integration
 
-RATE = 300
-"""Requests/s across the replace."""
 SAMPLE = 4000
 """Requests per weight step: the gateway's weighted round robin is deterministic, so
 this many put the measured share well inside ±1 pp."""
@@ -122,23 +121,6 @@ def subset_weights(kit: Kit) -> dict[str, Any]:
     route = get_route(kit)
     assert route is not None
     return {b.get("subset"): b.get("weight") for b in route["spec"]["http"][0]["backends"]}
-
-
-async def under_load(gateway: str, host: str, scenario: Any) -> Any:
-    """Run ``scenario`` (blocking) in a thread while the probe sends RATE/s."""
-    probe = Probe(
-        ProbeSettings(
-            url=gateway + "/", headers=(("Host", host),), duration=300, rate=RATE, connections=32
-        )
-    )
-    running = asyncio.create_task(probe.run())
-    await asyncio.sleep(2)
-    try:
-        await asyncio.to_thread(scenario)
-        await asyncio.sleep(2)
-    finally:
-        probe.stop()
-    return await running
 
 
 def sample(gateway: str, host: str, n: int, *headers: tuple[str, str]) -> dict[str, int]:
