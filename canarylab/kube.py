@@ -60,6 +60,8 @@ class LocalCluster:
     route_host: Callable[[str, str], str] | None = field(default=None, compare=False)
     """``route_host(route, namespace)``: the Host header that addresses a route at the
     gateway (the local cluster's own naming; None: the user names the host)."""
+    prometheus: str | None = None
+    """Base URL of the cluster's Prometheus, when it runs one (metric evidence)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class Target:
     """The local cluster's gateway URL, when the kubeconfig belongs to one."""
     route_host: Callable[[str, str], str] | None = field(default=None, compare=False)
     """How that gateway addresses a route (:attr:`LocalCluster.route_host`)."""
+    prometheus: str | None = None
+    """The local cluster's Prometheus URL, when the kubeconfig belongs to one that runs it."""
 
     @property
     def kubeconfig(self) -> Path | None:
@@ -205,6 +209,7 @@ def resolve(
                 found.name,
                 found.gateway,
                 found.route_host,
+                found.prometheus,
             )
     raise NoClusterError(
         "no cluster given and no sandbox running: run `canarylab sandbox up` "
@@ -259,7 +264,15 @@ def _from_files(
     for find in finders():
         found = find(paths[0])
         if found is not None:
-            return Target(tuple(paths), chosen, namespace, source, found.gateway, found.route_host)
+            return Target(
+                tuple(paths),
+                chosen,
+                namespace,
+                source,
+                found.gateway,
+                found.route_host,
+                found.prometheus,
+            )
     return Target(tuple(paths), chosen, namespace, source)
 
 

@@ -36,7 +36,12 @@ def find(kubeconfig: Path | None) -> LocalCluster | None:
 
 
 def _local(sandbox: Sandbox) -> LocalCluster:
-    gateway = sandbox.state().extras.get("gateway")
+    extras = sandbox.state().extras
+    gateway, prometheus = extras.get("gateway"), extras.get("prometheus")
     return LocalCluster(
-        "sandbox", sandbox.kubeconfig, str(gateway) if gateway else None, route_host=sandbox_host
+        "sandbox",
+        sandbox.kubeconfig,
+        str(gateway) if gateway else None,
+        route_host=sandbox_host,
+        prometheus=str(prometheus) if prometheus else None,
     )

@@ -163,7 +163,8 @@ def fake_sandbox(state_dir: Path, gateway: str) -> Path:
     state_dir.mkdir(parents=True)
     me = {"pid": os.getpid(), "start_ticks": procs.process_start_ticks(os.getpid()), "log": ""}
     processes = [{"name": name, **me} for name in CONTROL_PLANE]
-    state = {"ports": {"apiserver": 1}, "processes": processes, "extras": {"gateway": gateway}}
+    extras = {"gateway": gateway, "prometheus": "http://127.0.0.1:9090"}
+    state = {"ports": {"apiserver": 1}, "processes": processes, "extras": extras}
     (state_dir / "state.json").write_text(json.dumps(state))
     return kubeconfig(state_dir / "kubeconfig", "https://127.0.0.1:1", {"sb": None}, "sb")
 
@@ -172,7 +173,9 @@ def test_the_sandbox_finder_is_the_registered_local_cluster(no_cluster, monkeypa
     assert finder.find(None) is None
     sandbox_dir = no_cluster / "no-sandbox"
     config = fake_sandbox(sandbox_dir, "http://127.0.0.1:9999")
-    assert finder.find(None) == kube.LocalCluster("sandbox", config, "http://127.0.0.1:9999")
+    assert finder.find(None) == kube.LocalCluster(
+        "sandbox", config, "http://127.0.0.1:9999", prometheus="http://127.0.0.1:9090"
+    )
     # another sandbox's kubeconfig, found by its own state directory
     second = fake_sandbox(no_cluster / "second", "http://127.0.0.1:7777")
     found = finder.find(second)
@@ -182,6 +185,7 @@ def test_the_sandbox_finder_is_the_registered_local_cluster(no_cluster, monkeypa
     # through the entry point, as canarylab.kube finds it
     target = kube.resolve()
     assert (target.source, target.gateway) == ("sandbox", "http://127.0.0.1:9999")
+    assert target.prometheus == "http://127.0.0.1:9090"
     # the sandbox's gateway routes on the data plane's host names
     assert target.probe_target(route="web", namespace="demo") == kube.ProbeTarget(
         "http://127.0.0.1:9999/", {"Host": sandbox_host("web", "demo")}
