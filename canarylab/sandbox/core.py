@@ -27,15 +27,13 @@ from typing import Any
 import httpx
 
 from canarylab.errors import SandboxError
-from canarylab.sandbox import build, pki, procs, prometheus, traefik
+from canarylab.sandbox import build, commands, gateway, pki, procs, prometheus, traefik
+from canarylab.sandbox.commands import Component, LaunchContext
 from canarylab.sandbox.kubeconfig import write_kubeconfig
 
 CONTEXT = "canarylab-sandbox"
-SERVICE_CIDR = "10.96.0.0/16"
-POD_CIDR = "10.244.0.1/16"
-DATA_DIR = Path(__file__).parent / "data"
-# Start order; stopping goes the other way.
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+CONTROL_PLANE = commands.NAMES
+"""The control plane's components in start order (``commands.CONTROL_PLANE``)."""
 
 
 def default_state_dir() -> Path:
@@ -220,16 +218,12 @@ class Sandbox:
             )
         started = time.monotonic()
         try:
-            for name in CONTROL_PLANE:
-                argv = self._argv(name, binaries, state.ports)
-                record = procs.spawn(name, argv, self.log_dir / f"{name}.log")
+            for component in commands.CONTROL_PLANE:
+                record = self._launch(component, state, binaries)
                 state.processes.append(record)
                 state.save(self._state_file)
-                self._progress(f"started {name} (pid {record.pid})")
-                if name == "etcd":
-                    self._wait_port(record, state.ports["etcd"], timeout=30)
-                elif name == "kube-apiserver":
-                    self._wait_api(state, timeout=90)
+                self._progress(f"started {component.name} (pid {record.pid})")
+                self._wait_ready(component, record, state)
             self._ensure_nodes(state)
             self._wait_nodes_ready(state, timeout=60)
             self._start_dataplane(state, server)
@@ -243,13 +237,12 @@ class Sandbox:
 
     def _start_dataplane(self, state: SandboxState, server: str) -> None:
         """HAProxy and the data-plane process (``canarylab.dataplane``), after the API."""
-        from canarylab.dataplane import launch
 
         def record(process: procs.ProcessRecord) -> None:
             state.processes.append(process)
             state.save(self._state_file)
 
-        plane = launch.start(
+        plane = gateway.start(
             self.state_dir,
             self.log_dir,
             server,
@@ -329,121 +322,23 @@ class Sandbox:
             ports[name] = port
         return ports
 
-    def _argv(self, name: str, binaries: dict[str, Path], ports: dict[str, int]) -> list[str]:
-        state_dir, pki_dir = self.state_dir, self.pki_dir
-        kubeconfigs = state_dir / "kubeconfigs"
-        if name == "etcd":
-            client = f"http://127.0.0.1:{ports['etcd']}"
-            peer = f"http://127.0.0.1:{ports['etcd-peer']}"
-            return [
-                str(binaries["etcd"]),
-                "--name=sandbox",
-                f"--data-dir={state_dir / 'etcd'}",
-                f"--listen-client-urls={client}",
-                f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=sandbox={peer}",
-                "--auto-compaction-retention=1",
-                "--quota-backend-bytes=4294967296",
-                # A sandbox trades durability for speed; envtest does the same.
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ]
-        if name == "kube-apiserver":
-            return [
-                str(binaries["kube-apiserver"]),
-                f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={ports['apiserver']}",
-                f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
-                f"--client-ca-file={pki_dir / 'ca.crt'}",
-                f"--kubelet-client-certificate={pki_dir / 'apiserver-kubelet-client.crt'}",
-                f"--kubelet-client-key={pki_dir / 'apiserver-kubelet-client.key'}",
-                "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki_dir / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allow-privileged=true",
-                # No kubelet mounts tokens here; skipping the plugin lets pods be
-                # created before a namespace's default ServiceAccount exists.
-                "--disable-admission-plugins=ServiceAccount",
-                # One user, many controllers: plain in-flight limits instead of APF queues.
-                "--enable-priority-and-fairness=false",
-                "--max-requests-inflight=1000",
-                "--max-mutating-requests-inflight=500",
-                "--profiling=false",
-                "--v=0",
-            ]
-        if name == "kube-controller-manager":
-            return [
-                str(binaries["kube-controller-manager"]),
-                f"--kubeconfig={kubeconfigs / 'controller-manager.kubeconfig'}",
-                f"--authentication-kubeconfig={kubeconfigs / 'controller-manager.kubeconfig'}",
-                f"--authorization-kubeconfig={kubeconfigs / 'controller-manager.kubeconfig'}",
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--leader-elect=false",
-                "--use-service-account-credentials=true",
-                f"--root-ca-file={pki_dir / 'ca.crt'}",
-                f"--service-account-private-key-file={pki_dir / 'sa.key'}",
-                f"--cluster-signing-cert-file={pki_dir / 'ca.crt'}",
-                f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # The data plane publishes the real endpoints (127.0.0.N per process);
-                # these controllers would add kwok's fake pod IPs as Ready endpoints,
-                # and a real gateway would send traffic off loopback to them.
-                "--controllers=*,-endpointslice-controller,-endpointslice-mirroring-controller",
-                "--concurrent-gc-syncs=30",
-                "--concurrent-deployment-syncs=20",
-                "--concurrent-replicaset-syncs=20",
-                "--concurrent-service-endpoint-syncs=10",
-                "--kube-api-qps=300",
-                "--kube-api-burst=600",
-                "--v=0",
-            ]
-        if name == "kube-scheduler":
-            config = state_dir / "scheduler-config.yaml"
-            config.write_text(
-                "apiVersion: kubescheduler.config.k8s.io/v1\n"
-                "kind: KubeSchedulerConfiguration\n"
-                "clientConnection:\n"
-                f"  kubeconfig: {kubeconfigs / 'scheduler.kubeconfig'}\n"
-                "  qps: 300\n"
-                "  burst: 600\n"
-                "leaderElection:\n"
-                "  leaderElect: false\n"
-            )
-            return [
-                str(binaries["kube-scheduler"]),
-                f"--config={config}",
-                f"--authentication-kubeconfig={kubeconfigs / 'scheduler.kubeconfig'}",
-                f"--authorization-kubeconfig={kubeconfigs / 'scheduler.kubeconfig'}",
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--v=0",
-            ]
-        if name == "kwok":
-            stages = state_dir / "kwok-stages.yaml"
-            text = (DATA_DIR / "kwok-stages.yaml").read_text()
-            stages.write_text(
-                text.replace(
-                    "durationMilliseconds: 1000", f"durationMilliseconds: {self.pod_ready_delay_ms}"
-                )
-            )
-            return [
-                str(binaries["kwok"]),
-                f"--kubeconfig={kubeconfigs / 'kwok.kubeconfig'}",
-                "--manage-all-nodes=true",
-                f"--config={stages}",
-                f"--server-address=127.0.0.1:{ports['kwok']}",
-                f"--cidr={POD_CIDR}",
-                "--node-ip=10.200.0.1",
-            ]
-        raise SandboxError(f"unknown sandbox component {name}")
+    def _context(self, binaries: dict[str, Path], ports: dict[str, int]) -> LaunchContext:
+        return LaunchContext(self.state_dir, self.pki_dir, binaries, ports, self.pod_ready_delay_ms)
+
+    def _launch(
+        self, component: Component, state: SandboxState, binaries: dict[str, Path]
+    ) -> procs.ProcessRecord:
+        """Start one control-plane component (``_wait_ready`` waits for it)."""
+        argv = component.argv(self._context(binaries, state.ports))
+        return procs.spawn(component.name, argv, self.log_dir / f"{component.name}.log")
+
+    def _wait_ready(
+        self, component: Component, record: procs.ProcessRecord, state: SandboxState
+    ) -> None:
+        if component.ready == "port":
+            self._wait_port(record, state.ports[component.name], timeout=30)
+        elif component.ready == "api":
+            self._wait_api(state, timeout=90)
 
     # ------------------------------------------------------------ bootstrap
     def _client(self, state: SandboxState) -> httpx.Client:
@@ -575,12 +470,11 @@ class Sandbox:
                 )
             procs.stop(state.processes[at], grace=grace)
             time.sleep(pause)
-            argv = self._argv(component, build.ensure_built(), state.ports)
-            record = procs.spawn(component, argv, self.log_dir / f"{component}.log")
+            row = commands.component(component)
+            record = self._launch(row, state, build.ensure_built())
             state.processes[at] = record
             state.save(self._state_file)
-            if component == "etcd":
-                self._wait_port(record, state.ports["etcd"], timeout=30)
+            self._wait_ready(row, record, state)
             self._wait_api(state, timeout=90)
             return record
 

@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 
 from canarylab.dataplane.haproxy import GatewayPlan, plan, render
-from canarylab.dataplane.launch import haproxy_binary
 from canarylab.dataplane.routes import RequestMatch, RouteRule, WeightedService
 from canarylab.dataplane.runtime import GatewayApplier, socket_command
 from canarylab.probe import Probe, ProbeSettings
+from canarylab.sandbox.gateway import haproxy_binary
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -220,7 +220,10 @@ def test_weight_and_server_changes_go_through_the_runtime_api(haproxy, demo_apps
         )
     )
     assert haproxy.reloads == 1
-    assert weights_in_haproxy(haproxy) == {f"demo.web.{ports[0]}": 256, f"demo.web-canary.{ports[1]}": 256}
+    assert weights_in_haproxy(haproxy) == {
+        f"demo.web.{ports[0]}": 256,
+        f"demo.web-canary.{ports[1]}": 256,
+    }
     assert shares_through(haproxy)["v2"] == pytest.approx(0.5, abs=0.01)
 
     # A process added, then the first removed: add server / maint + del server.

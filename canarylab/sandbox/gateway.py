@@ -1,11 +1,14 @@
-"""Starting the data plane next to a sandbox's control plane.
+"""Starting the data plane (HAProxy and ``python -m canarylab.dataplane``) next to a
+sandbox's control plane.
 
 ``start`` writes an empty gateway configuration, starts HAProxy in master-worker mode
 and the data-plane process, waits until the data plane has programmed HAProxy once,
 and returns both as ``ProcessRecord``s for the sandbox's state file (so ``sandbox
 down`` stops them like any other component).
 
-This module must never stop a process: stopping belongs to the sandbox.
+It lives in the sandbox, not in ``canarylab.dataplane``: the data plane is the layer
+below, and knows nothing of how the sandbox records and stops its processes. This
+module must never stop a process: stopping belongs to ``canarylab.sandbox.core``.
 """
 
 from __future__ import annotations
