@@ -255,7 +255,11 @@ class Fleet:
         claim = self.cluster.claim_patch(snap.cd["metadata"], FINALIZER, snap.parent)
         if claim is not None:
             if not await asyncio.to_thread(self.cluster.claim, snap.cd, claim):
-                return  # the body changed under us; its watch event pokes us again
+                # the body changed under us: its watch event pokes us again (it may have
+                # arrived during the write, hence the backstop)
+                self.handled.pop(key, None)
+                self._poke_in(key, 1.0)
+                return
             cd = {**snap.cd, "metadata": {**snap.cd["metadata"], **claim}}
             snap = dataclasses.replace(snap, cd=cd)
         self.handled[key] = int(snap.cd["metadata"].get("generation") or 0)
