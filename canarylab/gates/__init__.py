@@ -13,6 +13,9 @@ and gates.
   on confidence bounds.
 - :class:`ErrorRateComparison`, :class:`LatencyComparison`: canary against original,
   with mixture sequential tests and a minimum effect.
+- :class:`MetricComparison`, :class:`MetricThreshold` (``canarylab.gates.metric``): the
+  gateway's own metrics from Prometheus (PromQL templates), by the same comparison test
+  when a template gives counts, else against a threshold with a stated tolerance.
 
 Failures without a version (timeouts, refused connections, gateway errors) are never
 dropped: beyond what the :class:`Baseline` explains they are the canary's.
@@ -24,6 +27,7 @@ DataFrames in the schema of docs/architecture.md and returns frozen values.
 from __future__ import annotations
 
 from .comparison import ErrorRateComparison, LatencyComparison
+from .metric import MetricComparison, MetricThreshold
 from .share import NO_CANARY_TRAFFIC, TrafficShare, route_took_effect
 from .spec import (
     GATES,
@@ -69,6 +73,8 @@ __all__ = [
     "LatencyComparison",
     "MaxErrorRate",
     "MaxP99Latency",
+    "MetricComparison",
+    "MetricThreshold",
     "Numbers",
     "Outcome",
     "Side",

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .comparison import ErrorRateComparison, LatencyComparison
+from .metric import METRIC_GATES
 from .share import TrafficShare
 from .threshold import MaxErrorRate, MaxP99Latency
 from .verdict import Gate
@@ -20,6 +21,7 @@ GATES: Mapping[str, type[Any]] = {
     "max_p99_latency": MaxP99Latency,
     "error_rate_comparison": ErrorRateComparison,
     "latency_comparison": LatencyComparison,
+    **METRIC_GATES,
 }
 """Spec keys and the gate each builds."""
 
@@ -45,7 +47,7 @@ def split_alpha(total: float, steps: int, gates: int) -> float:
     return total / (steps * max(gates, 1))
 
 
-WHOLE_RUN = frozenset({"error_rate_comparison", "latency_comparison"})
+WHOLE_RUN = frozenset({"error_rate_comparison", "latency_comparison", "metric_comparison"})
 """Gates whose evidence accumulates over the whole rollout (from ``Baseline.until``): one
 e-process each for all steps, so they are charged once, not once per step."""
 
@@ -108,7 +110,7 @@ def from_spec(
     """Gates from plain data, the shape a runbook parameter takes.
 
     ``{"max_error_rate": 0.05, "error_rate_comparison": {"min_requests": 100}}``: a
-    number is the gate's first field (limit, alpha or tolerance), a mapping gives its
+    number (or, for a metric gate, a template name) is the gate's first field, a mapping gives its
     fields by name, ``True`` takes the defaults. The traffic-share gate is added unless
     the spec says ``"traffic_share": False``. ``alpha`` is the level of every gate
     whose spec does not set one: one number (from :func:`split_alpha`) for all, or a
@@ -131,7 +133,7 @@ def from_spec(
             kwargs = dict(value)
         elif value is True:
             kwargs = {}
-        elif isinstance(value, int | float):
+        elif isinstance(value, int | float | str):
             kwargs = {names[0]: value}
         else:
             raise GateSpecError(

@@ -14,9 +14,9 @@ docs/architecture.md and returns frozen values and numpy arrays.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from numpy.typing import NDArray
 from canarylab.model.samples import FAILURE_KINDS, UNKNOWN_VERSION
 
 from .evidence import clopper_pearson_upper, excess_over
+
+if TYPE_CHECKING:
+    from .metric import MetricEvidence
 
 #: columns whose sum is the failures of a sample row
 FAILURE_COLUMNS = FAILURE_KINDS
@@ -110,10 +113,12 @@ class Window:
 
 @dataclass(frozen=True, eq=False)
 class Traffic:
-    """The probe's output: per-second samples and, when kept, per-request results."""
+    """The probe's output: per-second samples and, when kept, per-request results; and
+    the gateway's metrics as queried at this look (template name → evidence)."""
 
     samples: pd.DataFrame
     requests: pd.DataFrame | None = None
+    metrics: Mapping[str, MetricEvidence] = field(default_factory=dict)
     _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
     """Reductions already computed for this snapshot (one per window and start)."""
 
@@ -136,7 +141,7 @@ class Traffic:
             # The probe keeps ``t`` as Unix seconds; records keep timestamps. Accept both.
             bound: Any = first.timestamp() if pd.api.types.is_numeric_dtype(t) else first
             requests = requests[t >= bound]
-        return Traffic(samples, requests)
+        return Traffic(samples, requests, self.metrics)
 
 
 @dataclass(frozen=True)

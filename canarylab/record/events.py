@@ -48,6 +48,8 @@ class Kind(StrEnum):
     """A Kubernetes Event on the CanaryDeployment."""
     CHART = "chart"
     """The live chart reported a problem."""
+    METRICS = "metrics"
+    """The metric gates' PromQL and the series each look added (``evidence: metrics|both``)."""
 
 
 class RunState(StrEnum):
