@@ -60,6 +60,15 @@ class RouteRouter:
         self._seen: dict[str, Any] | None = None
         self.routes = CustomRoutes(api_client, self.route_kind, owner.namespace, absent)
 
+    @property
+    def route_version(self) -> str | None:
+        """The route's resourceVersion as this router last read or wrote it (None: not yet).
+
+        The controller skips the pass its own route write's watch event would cause.
+        """
+        version = ((self._seen or {}).get("metadata") or {}).get("resourceVersion")
+        return None if version is None else str(version)
+
     # -- the pure edits: per provider where they differ, generic over ``shape`` ---------
     def targets(self, route: Mapping[str, Any]) -> list[Target]:
         """The targeted rules; raises RouteProblem when they cannot carry the canary."""
