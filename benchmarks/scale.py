@@ -372,9 +372,14 @@ def main() -> None:
                 f"floor: {n} plain parents in {args.namespaces} namespaces ready in {floor:.1f} s "
                 f"[API server CPU {cpu_seconds(apiserver) - api_cpu0:.1f} s, {load()}]"
             )
+            api_boot = cpu_seconds(apiserver)
             boot = controller.start()
             meter = CpuMeter(controller, apiserver)
-            print(f"controller up (liveness) in {boot:.1f} s with no canaries [{load()}]")
+            print(
+                f"controller up (liveness) in {boot:.1f} s with no canaries [controller CPU "
+                f"{cpu_seconds(controller.pid()):.1f} s, API server CPU "
+                f"{cpu_seconds(apiserver) - api_boot:.1f} s, {load()}]"
+            )
 
             def phases() -> list[str]:
                 items = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
@@ -472,7 +477,10 @@ def main() -> None:
             )
             routes.stopped.set()
             rss_target = rss_target_mib(n)
-            print(f"controller peak RSS {controller.peak_mib:.0f} MiB (target ≤ {rss_target:.0f})")
+            print(
+                f"controller peak RSS {controller.peak_mib:.0f} MiB (target ≤ {rss_target:.0f}) "
+                f"[{load()}]"
+            )
             missed = []
             if ratio > FLOOR_RATIO_TARGET:
                 missed.append("Serving vs floor")
