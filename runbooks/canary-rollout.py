@@ -48,6 +48,10 @@ gates = {  # anytime-valid; alpha is split over steps x gates (docs/runbooks.md)
     "latency_comparison": {"max_ratio": 1.2, "min_requests": 100},
 }
 alpha = 0.01  # the whole rollout's false-alarm probability (all steps, all gates)
+evidence = "probe"  # or "metrics" (the gateway's, from Prometheus; no probe) or "both"
+prometheus = None  # Prometheus URL for metric gates; None means the sandbox's
+metric_templates = {}  # your PromQL by name: {"requests": ..., "failures": ...} or {"value": ...}
+service = None  # the parent's Service for {original_service} (default: the parent's name)
 probe_target = None  # gateway URL; None means the local sandbox's gateway
 probe_rate = 200  # requests per second
 probe_headers = {}  # e.g. {"Host": "shop.example"}; the sandbox gateway gets the route's host
@@ -86,6 +90,10 @@ params = RunbookParameters(
     kubeconfig=kubeconfig,
     output_dir=output_dir,
     dry_run=dry_run,
+    evidence=evidence,
+    prometheus=prometheus,
+    metric_templates=metric_templates,
+    service=service,
 )
 session = RolloutSession(params)
 print(session.describe())
@@ -93,7 +101,9 @@ print(session.describe())
 # %% [markdown]
 # ## Roll out
 #
-# The probe runs in the background for the whole rollout. Anything that stops the rollout
+# The probe runs in the background for the whole rollout (not with `evidence = "metrics"`:
+# then the gates judge the gateway's own metrics of your traffic, from Prometheus, e.g.
+# `gates = {"metric_comparison": "haproxy/request-success-rate"}`). Anything that stops the rollout
 # before promotion raises `RolloutStopped` here (`GateFailed` when a gate decided), after
 # the rollback.
 
@@ -101,7 +111,8 @@ print(session.describe())
 if dry_run:
     print("dry run: nothing was changed")
 else:
-    session.start_probe()
+    if evidence != "metrics":  # with metrics the gateway's counts of real traffic are judged
+        session.start_probe()
     try:
         outcome = session.run()
     finally:

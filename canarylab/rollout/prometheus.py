@@ -95,7 +95,7 @@ class MetricsFeed:
     original_version: str | None = None
     probe: Any = None
     """The probe feed with ``evidence: both``; None with ``evidence: metrics``."""
-    record: Callable[[str, Mapping[str, Any]], None] | None = None
+    record: Callable[[str, Mapping[str, Any]], object] | None = None
     """Called with ("metrics", fields) once per look (the recorder's ``event``)."""
     clock: Callable[[], float] = time.time
     start: float = field(default=math.nan)
@@ -206,3 +206,57 @@ def configmap_templates(data: Mapping[str, str]) -> dict[str, Mapping[str, Any]]
             )
         out[name] = value
     return out
+
+
+def evidence_source(
+    evidence: str,
+    probe: Any,
+    *,
+    prometheus: str | None,
+    gates: Sequence[g.Gate],
+    namespace: str,
+    service: str,
+    version: str,
+    templates: Mapping[str, Mapping[str, Any]] | None = None,
+    record: Callable[[str, Mapping[str, Any]], object] | None = None,
+) -> Any:
+    """What ``run_plan`` judges for a runbook's ``evidence`` setting (see ``EVIDENCE``).
+
+    ``probe`` (the probe feed, None with ``metrics``) comes back unchanged for ``probe``;
+    otherwise a :class:`MetricsFeed` for the metric gates among ``gates`` (every step's).
+    Refuses, before anything changes, settings that could only ever be ``insufficient``.
+    """
+    if evidence not in EVIDENCE:
+        raise m.MetricTemplateError(
+            f"evidence must be one of {', '.join(EVIDENCE)}, not {evidence!r}"
+        )
+    if evidence == "probe":
+        return probe
+    chosen = templates_for(gates, templates)
+    if not chosen:
+        raise m.MetricTemplateError(
+            f"evidence: {evidence} needs at least one metric gate, e.g. gates = "
+            '{"metric_comparison": "haproxy/request-success-rate"} '
+            f"(built-in templates: {', '.join(sorted(m.BUILTIN))})"
+        )
+    if evidence == "metrics":
+        per_request = sorted({gate.name for gate in gates if isinstance(gate, g.LatencyComparison)})
+        if per_request:
+            raise m.MetricTemplateError(
+                f"evidence: metrics runs no probe, so {', '.join(per_request)} (per-request "
+                "latencies) could never decide: drop it, or use evidence: both"
+            )
+    if not prometheus:
+        raise m.MetricTemplateError(
+            f"evidence: {evidence} needs Prometheus: pass prometheus=<URL>, or use the sandbox "
+            "(`canarylab sandbox status` shows its Prometheus)"
+        )
+    return MetricsFeed(
+        PrometheusClient(prometheus),
+        chosen,
+        namespace,
+        service,
+        version,
+        probe=probe,
+        record=record,
+    )

@@ -73,6 +73,16 @@ class RunbookParameters:
     router: str = "apisix"
     route: str | None = None
     name: str | None = None
+    evidence: str = "probe"
+    """What the gates judge: ``probe``, ``metrics`` (the gateway's, from Prometheus; no
+    probe runs) or ``both`` (``canarylab.rollout.prometheus.EVIDENCE``)."""
+    prometheus: str | None = None
+    """Prometheus URL for metric gates; None: the cluster's (the sandbox's own)."""
+    metric_templates: Mapping[str, Any] | None = None
+    """User PromQL templates by name (``canarylab.gates.metric.MetricTemplate`` fields)."""
+    service: str | None = None
+    """The parent's Service, which metric templates query as ``{original_service}``
+    (default: the parent's name); the canary's is ``<service>-canary``."""
 
     def plan(self) -> Plan:
         return plan_from(
@@ -210,7 +220,7 @@ class RolloutSession:
                     self.rollout,
                     self.plan,
                     self.params.canary(),
-                    self.feed,
+                    self.evidence(),
                     on_step=lambda r: self.rows.append(dict(r.summary)),
                 )
             outcome, reason = Outcome.SUCCEEDED, None
@@ -222,6 +232,24 @@ class RolloutSession:
             raise
         finally:
             self.finish(outcome, reason)
+
+    def evidence(self) -> Any:
+        """The traffic source the gates judge (``evidence``): the probe feed, the gateway's
+        metrics (``canarylab.rollout.prometheus.MetricsFeed``), or both."""
+        from canarylab.rollout.prometheus import evidence_source
+
+        p = self.params
+        return evidence_source(
+            p.evidence,
+            self.feed,
+            prometheus=p.prometheus or self.target.prometheus,
+            gates=[gate for step in self.plan.steps for gate in step.gates],
+            namespace=p.namespace,
+            service=p.service or p.parent,
+            version=p.version,
+            templates=p.metric_templates,
+            record=lambda kind, fields: self.recorder.event(kind, **fields),
+        )
 
     def _lease(self) -> contextlib.AbstractContextManager[Any]:
         if self.params.lease is None:

@@ -273,3 +273,24 @@ def test_apisix_templates_select_series_of_a_recorded_exposition() -> None:
                     )
                 ]
                 assert hits, f"{name} {key}: {metric}{{{matchers}}} selects nothing"
+
+
+def test_evidence_settings_that_could_never_decide_are_refused_up_front() -> None:
+    from canarylab.rollout.prometheus import evidence_source
+
+    probe = object()
+    metric = g.from_spec({"metric_comparison": True})
+    kw: dict[str, Any] = {"namespace": "demo", "service": "web", "version": "v2"}
+    assert evidence_source("probe", probe, prometheus=None, gates=metric, **kw) is probe
+    with pytest.raises(m.MetricTemplateError, match="one of"):
+        evidence_source("logs", probe, prometheus=None, gates=metric, **kw)
+    with pytest.raises(m.MetricTemplateError, match="at least one metric gate"):
+        evidence_source("metrics", None, prometheus="http://p", gates=g.from_spec({}), **kw)
+    both = g.from_spec({"metric_comparison": True, "latency_comparison": True})
+    with pytest.raises(m.MetricTemplateError, match="per-request"):
+        evidence_source("metrics", None, prometheus="http://p", gates=both, **kw)
+    with pytest.raises(m.MetricTemplateError, match="needs Prometheus"):
+        evidence_source("metrics", None, prometheus=None, gates=metric, **kw)
+    feed = evidence_source("both", probe, prometheus="http://p", gates=metric, **kw)
+    assert isinstance(feed, MetricsFeed)
+    assert feed.probe is probe
