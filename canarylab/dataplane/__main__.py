@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--master-socket", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, default=None)
-    parser.add_argument("--interval", type=float, default=0.2)
+    parser.add_argument("--interval", type=float, default=0.1)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

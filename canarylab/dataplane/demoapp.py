@@ -9,6 +9,8 @@ variables, the way a pod template would set it:
 - ``DEMO_VERSION``    version; when unset, the image tag the workload runner passes
 - ``DEMO_ERROR_RATE`` share of requests answered with 500 (0..1), for a "bad canary"
 - ``DEMO_LATENCY_MS`` latency added to every request
+- ``DEMO_START_DELAY_MS`` time before the app listens at all (a slow-starting app:
+  its Pod stays not Ready until then)
 
 ``GET /readyz`` answers 200 while the app accepts traffic and 503 once it is shutting
 down. SIGTERM stops accepting new connections and lets in-flight requests finish.
@@ -46,6 +48,8 @@ class DemoSettings:
     """Share of requests answered with HTTP 500."""
     latency_ms: float = 0.0
     """Latency added before every answer."""
+    start_delay_ms: float = 0.0
+    """Time before the app opens its port (and so before ``/readyz`` answers)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], image_tag: str | None = None) -> DemoSettings:
@@ -68,6 +72,7 @@ class DemoSettings:
             version=env.get("DEMO_VERSION") or image_tag or "v1",
             error_rate=number("DEMO_ERROR_RATE", 0.0, 1.0),
             latency_ms=number("DEMO_LATENCY_MS", 0.0, 600_000.0),
+            start_delay_ms=number("DEMO_START_DELAY_MS", 0.0, 600_000.0),
         )
 
 
@@ -104,6 +109,8 @@ def build_app(settings: DemoSettings, ready_flag: dict[str, bool] | None = None)
 
 async def serve(settings: DemoSettings, host: str, port: int, grace: float = 10.0) -> None:
     """Serve until SIGTERM/SIGINT, then finish in-flight requests (up to ``grace`` s)."""
+    if settings.start_delay_ms:
+        await asyncio.sleep(settings.start_delay_ms / 1000)
     flag = {"ready": True}
     app = build_app(settings, flag)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)

@@ -1,16 +1,17 @@
 """The data-plane process: keeps demo-app processes and HAProxy in step with the API.
 
-Every ``interval`` it lists Deployments, Services, ``ApisixRoute`` and ``HTTPRoute``
-objects from the sandbox's API server (a missing CRD simply means no such routes
-yet), lets the workload runner start, roll or drain processes, plans the gateway
-and applies the plan to HAProxy. Only after HAProxy has stopped sending new
-requests to a drained process is that process stopped, so a rollout never turns
-into a failed client request.
+It follows the kinds in ``WATCHED`` through watches (``canarylab.dataplane.watch``; a
+missing CRD simply means no such routes yet). On every change, and at least every
+``RESYNC`` seconds, it lets the workload runner start or drain one process per
+demo-app Pod, reports the Pods' readiness, plans the gateway and applies the plan to
+HAProxy. Only after HAProxy has stopped sending new requests to a drained process is
+that process stopped, and only then is its Pod's deletion completed, so a rollout
+never turns into a failed client request.
 
 It runs as its own process (``python -m canarylab.dataplane``), recorded by the
-sandbox like every other component. The only objects it writes are its own
-EndpointSlices (``canarylab.dataplane.endpoints``), so that real gateways see the same
-processes as HAProxy.
+sandbox like every other component. The objects it writes are its own EndpointSlices
+(``canarylab.dataplane.endpoints``), so that real gateways see the same processes as
+HAProxy, and demo-app Pods' status and final deletion (``canarylab.dataplane.pods``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import signal
 import ssl
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ import httpx
 
 from canarylab.dataplane.endpoints import EndpointPublisher
 from canarylab.dataplane.haproxy import GatewayPlan, plan
+from canarylab.dataplane.pods import PodReporter
 from canarylab.dataplane.routes import (
     RouteProblem,
     RouteRule,
@@ -37,17 +40,31 @@ from canarylab.dataplane.routes import (
     subset_services,
 )
 from canarylab.dataplane.runtime import GatewayApplier, GatewayError
-from canarylab.dataplane.workloads import WorkloadRunner, desired_workloads, service_endpoints
+from canarylab.dataplane.watch import RESYNC, ClusterView, WatchedKind
+from canarylab.dataplane.workloads import WorkloadRunner, demo_pods, service_endpoints
 
 log = logging.getLogger("canarylab.dataplane")
 
-LISTS = {
-    "deployments": "/apis/apps/v1/deployments",
-    "services": "/api/v1/services",
-    "apisixroutes": "/apis/apisix.apache.org/v2/apisixroutes",
-    "apisixupstreams": "/apis/apisix.apache.org/v2/apisixupstreams",
-    "httproutes": "/apis/gateway.networking.k8s.io/v1/httproutes",
-}
+WATCHED = (
+    WatchedKind("pods", "/api/v1/pods"),
+    WatchedKind("services", "/api/v1/services"),
+    WatchedKind(
+        "apisixroutes", "/apis/apisix.apache.org/v2/apisixroutes", "apisixroutes.apisix.apache.org"
+    ),
+    WatchedKind(
+        "apisixupstreams",
+        "/apis/apisix.apache.org/v2/apisixupstreams",
+        "apisixupstreams.apisix.apache.org",
+    ),
+    WatchedKind(
+        "httproutes",
+        "/apis/gateway.networking.k8s.io/v1/httproutes",
+        "httproutes.gateway.networking.k8s.io",
+    ),
+)
+"""Every kind the data plane reads: the one list to extend (a snapshot's keys)."""
+REQUEST_LOG_PERIOD = 60.0
+"""Seconds between two log lines that count the data plane's API requests."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +84,9 @@ class PlaneSettings:
     """The gateway's port on 127.0.0.1."""
     metrics_port: int | None = None
     """HAProxy's Prometheus exporter port on 127.0.0.1; None: no exporter."""
-    interval: float = 0.2
-    """Seconds between two looks at the API server."""
-    idle_interval: float = 1.0
-    """The same, while no demo app runs and no route exists."""
+    interval: float = 0.1
+    """Seconds between two local passes while a process drains or HAProxy still holds
+    connections to a removed server (no API request is made unless something changed)."""
 
     @property
     def config_path(self) -> Path:
@@ -83,20 +99,6 @@ class PlaneSettings:
     @property
     def status_path(self) -> Path:
         return self.work_dir / "status.json"
-
-
-async def fetch(client: httpx.AsyncClient) -> dict[str, list[dict[str, Any]]]:
-    """Every object the data plane reads; a 404 (CRD not installed) is an empty list."""
-
-    async def one(path: str) -> list[dict[str, Any]]:
-        response = await client.get(path)
-        if response.status_code == 404:
-            return []
-        response.raise_for_status()
-        return list(response.json().get("items") or [])
-
-    results = await asyncio.gather(*(one(p) for p in LISTS.values()))
-    return dict(zip(LISTS, results, strict=True))
 
 
 def route_rules(
@@ -139,8 +141,11 @@ async def run(settings: PlaneSettings) -> None:
     settings.ready_marker.unlink(missing_ok=True)
     context = ssl.create_default_context(cafile=str(settings.ca_file))
     context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
-    runner = WorkloadRunner(settings.log_dir / "workloads")
+    wake = asyncio.Event()
+    runner = WorkloadRunner(settings.log_dir / "workloads", changed=wake.set)
+    view = ClusterView(WATCHED, changed=wake.set)
     publisher = EndpointPublisher()
+    reporter = PodReporter()
     applier = GatewayApplier(
         settings.config_path,
         settings.admin_socket,
@@ -155,28 +160,41 @@ async def run(settings: PlaneSettings) -> None:
     last_plan: GatewayPlan | None = None
     retry_at = 0.0
     reported: set[RouteProblem] = set()
-    async with httpx.AsyncClient(base_url=settings.server, verify=context, timeout=10) as client:
+    sent: Counter[str] = Counter()
+
+    async def count(request: httpx.Request) -> None:
+        watch = request.method == "GET" and request.url.params.get("watch") == "1"
+        sent["WATCH" if watch else request.method] += 1
+
+    async with httpx.AsyncClient(
+        base_url=settings.server,
+        verify=context,
+        timeout=10,
+        event_hooks={"request": [count]},
+    ) as client:
+        watching = asyncio.create_task(view.run(client))
+        logged_at = loop.time()
         try:
             while not stop.is_set():
-                try:
-                    objects = await fetch(client)
-                except (httpx.HTTPError, ValueError) as err:
-                    log.warning("cannot read the API server (%s); retrying", err)
-                    objects = None
-                if objects is not None:
-                    workloads = desired_workloads(objects["deployments"])
+                wake.clear()
+                if view.synced:
+                    objects = view.snapshot()
+                    pods = demo_pods(objects["pods"])
                     runner.reap_exited()
-                    await runner.sync(workloads)
+                    await runner.sync(pods)
+                    try:
+                        await reporter.sync(client, pods, runner.ready(), runner.has_process)
+                    except httpx.HTTPError as err:
+                        log.warning("could not write pod status (retrying): %s", err)
                     rules, problems = route_rules(objects)
                     for problem in set(problems) - reported:
                         log.warning("%s: %s", problem.route, problem.message)
                     reported = set(problems)
-                    endpoints = service_endpoints(objects["services"], workloads, runner.ready())
+                    endpoints = service_endpoints(objects["services"], pods, runner.ready())
                     # ApisixUpstream subsets: endpoints for the gateway, never published
                     subsets = subset_services(objects["services"], objects["apisixupstreams"])
                     gateway = plan(
-                        rules,
-                        {**endpoints, **service_endpoints(subsets, workloads, runner.ready())},
+                        rules, {**endpoints, **service_endpoints(subsets, pods, runner.ready())}
                     )
                     try:
                         await publisher.sync(client, endpoints)
@@ -198,11 +216,28 @@ async def run(settings: PlaneSettings) -> None:
                             last_plan = None
                             retry_at = loop.time() + 5
                     runner.stop_drained(applier.drained)
-                # An idle data plane (no demo app, no route) looks less often.
-                busy = objects is None or runner.processes or (last_plan and last_plan.backends)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        stop.wait(), settings.interval if busy else settings.idle_interval
+                if loop.time() - logged_at >= REQUEST_LOG_PERIOD and sent:
+                    # What this client costs the API server (GET = lists and reads).
+                    period, logged_at = loop.time() - logged_at, loop.time()
+                    log.info(
+                        "API requests in the last %.0f s: %s", period, dict(sorted(sent.items()))
                     )
+                    sent.clear()
+                # Changes wake the loop; timers (a drain, HAProxy's connections, a
+                # retry) need a short local tick; otherwise resync from the caches.
+                flux = runner.in_flux() or applier.draining or last_plan is None
+                if watching.done():
+                    watching.result()  # a watch task never ends on its own: re-raise
+                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                await asyncio.wait(
+                    waits,
+                    timeout=settings.interval if flux else RESYNC,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for waiter in waits:
+                    waiter.cancel()
         finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
             await runner.close()

@@ -1,13 +1,14 @@
-"""The workload runner: demo-app Deployments become real local processes.
+"""The workload runner: demo-app Pods become real local processes.
 
-kwok only pretends to run pods. For every Deployment whose container image is
-``canarylab/demo:<tag>`` the runner keeps ``spec.replicas`` demo-app processes on
-loopback, each with the pod template's environment. A changed template is rolled:
-new processes start, and only when all of them are ready are the old ones drained
-(taken out of the gateway) and then stopped gracefully. A deleted Deployment's
-processes are drained and stopped the same way.
+kwok only pretends to run pods. For every scheduled Pod whose container image is
+``canarylab/demo:<tag>`` the runner keeps one demo-app process on a loopback address of
+its own, with the container's environment, as a kubelet keeps a container: the Pod
+is Ready only once that process answers ``/readyz`` (``canarylab.dataplane.pods``
+writes the condition), and a Pod being deleted has its process drained (taken out of
+the gateway) and stopped gracefully before its deletion completes. Rolling a
+Deployment is therefore the Deployment controller's work, on true readiness.
 
-``desired_workloads`` and ``service_endpoints`` are pure; ``WorkloadRunner`` owns the
+``demo_pods`` and ``service_endpoints`` are pure; ``WorkloadRunner`` owns the
 processes. This module must never stop a process it did not start.
 """
 
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import socket
@@ -34,39 +33,58 @@ from canarylab.dataplane.haproxy import Endpoint, ServiceKey
 
 log = logging.getLogger("canarylab.dataplane.workloads")
 
-WorkloadKey = tuple[str, str]
-"""(namespace, Deployment name)."""
+PodKey = tuple[str, str]
+"""(namespace, Pod name)."""
 
 
 @dataclass(frozen=True)
-class Workload:
-    """What the runner should keep running for one demo-app Deployment."""
+class DemoPod:
+    """A scheduled Pod whose container runs the demo app: the runner keeps one process
+    for it while it is not being deleted."""
 
     namespace: str
     name: str
-    replicas: int
-    revision: str
-    """Hash of the pod template: a new revision means a rollout."""
+    uid: str
     tag: str
     env: tuple[tuple[str, str], ...]
     labels: tuple[tuple[str, str], ...]
-    """The pod template's labels, which Service selectors match."""
+    """The Pod's labels, which Service selectors match."""
+    containers: tuple[str, ...]
+    """Names of the Pod's containers (their statuses carry readiness too)."""
+    container_statuses: tuple[Mapping[str, Any], ...]
+    """``status.containerStatuses`` as kwok wrote them (a status patch replaces the list
+    whole, so it is rewritten in full)."""
+    running: bool
+    """kwok has started the Pod (phase Running), so its status can take a Ready condition."""
+    ready: bool | None
+    """The Pod's Ready condition in the API now (None: none yet)."""
+    resource_version: str
+    terminating: bool
+    """The Pod has a deletionTimestamp: drain and stop its process, then remove it."""
+    grace: float
+    """Seconds its process may take to stop after SIGTERM (the deletion grace period)."""
 
     @property
-    def key(self) -> WorkloadKey:
+    def key(self) -> PodKey:
         return (self.namespace, self.name)
 
 
-def desired_workloads(deployments: Iterable[Mapping[str, Any]]) -> list[Workload]:
-    """The demo-app Deployments among ``deployments`` (plain API dicts)."""
+def _condition(status: Mapping[str, Any], kind: str) -> bool | None:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == kind:
+            return condition.get("status") == "True"
+    return None
+
+
+def demo_pods(pods: Iterable[Mapping[str, Any]]) -> list[DemoPod]:
+    """The scheduled demo-app Pods among ``pods`` (plain API dicts)."""
     out = []
-    for dep in deployments:
-        meta = dep.get("metadata", {})
-        if meta.get("deletionTimestamp"):
+    for pod in pods:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        status = pod.get("status") or {}
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
             continue
-        spec = dep.get("spec", {})
-        template = spec.get("template", {})
-        containers = template.get("spec", {}).get("containers") or []
+        containers = spec.get("containers") or []
         demo = next((c for c in containers if image_tag(str(c.get("image", "")))), None)
         if demo is None:
             continue
@@ -75,19 +93,24 @@ def desired_workloads(deployments: Iterable[Mapping[str, Any]]) -> list[Workload
             for e in demo.get("env") or []
             if e.get("name") and "valueFrom" not in e
         )
-        revision = hashlib.sha1(
-            json.dumps(template, sort_keys=True, default=str).encode()
-        ).hexdigest()[:10]
-        replicas = spec.get("replicas")
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
         out.append(
-            Workload(
-                namespace=meta.get("namespace", "default"),
-                name=meta.get("name", ""),
-                replicas=1 if replicas is None else int(replicas),
-                revision=revision,
+            DemoPod(
+                namespace=str(meta.get("namespace", "default")),
+                name=str(meta.get("name", "")),
+                uid=str(meta.get("uid", "")),
                 tag=image_tag(str(demo["image"])) or "",
                 env=env,
-                labels=tuple(sorted((template.get("metadata", {}).get("labels") or {}).items())),
+                labels=tuple(sorted((meta.get("labels") or {}).items())),
+                containers=tuple(str(c.get("name", "")) for c in containers),
+                container_statuses=tuple(status.get("containerStatuses") or ()),
+                running=status.get("phase") == "Running",
+                ready=_condition(status, "Ready"),
+                resource_version=str(meta.get("resourceVersion", "")),
+                terminating=bool(meta.get("deletionTimestamp")),
+                grace=float(30 if grace is None else grace),
             )
         )
     return out
@@ -95,13 +118,15 @@ def desired_workloads(deployments: Iterable[Mapping[str, Any]]) -> list[Workload
 
 def service_endpoints(
     services: Iterable[Mapping[str, Any]],
-    workloads: Iterable[Workload],
-    ready: Mapping[WorkloadKey, Sequence[Endpoint]],
+    pods: Iterable[DemoPod],
+    ready: Mapping[str, Endpoint],
 ) -> dict[ServiceKey, list[Endpoint]]:
-    """Service → ready endpoints, by the Service's selector over pod-template labels."""
-    by_namespace: dict[str, list[Workload]] = {}
-    for workload in workloads:
-        by_namespace.setdefault(workload.namespace, []).append(workload)
+    """Service → endpoints of its selected Pods whose process is ready (by Pod uid) and
+    that are not being deleted, as the EndpointSlice controller would list them."""
+    by_namespace: dict[str, list[DemoPod]] = {}
+    for pod in pods:
+        if not pod.terminating and pod.uid in ready:
+            by_namespace.setdefault(pod.namespace, []).append(pod)
     out: dict[ServiceKey, list[Endpoint]] = {}
     for svc in services:
         meta = svc.get("metadata", {})
@@ -109,10 +134,10 @@ def service_endpoints(
         selector = (svc.get("spec") or {}).get("selector") or {}
         endpoints: list[Endpoint] = []
         if selector:
-            for workload in by_namespace.get(namespace, []):
-                labels = dict(workload.labels)
+            for pod in by_namespace.get(namespace, []):
+                labels = dict(pod.labels)
                 if all(labels.get(k) == v for k, v in selector.items()):
-                    endpoints += ready.get(workload.key, ())
+                    endpoints.append(ready[pod.uid])
         out[(namespace, meta.get("name", ""))] = sorted(endpoints)
     return out
 
@@ -122,16 +147,19 @@ State = Literal["starting", "ready", "draining", "stopping", "failed"]
 
 @dataclass
 class DemoProcess:
-    """One demo-app process the runner started."""
+    """One demo-app process the runner started for a Pod."""
 
-    key: WorkloadKey
-    revision: str
+    key: PodKey
+    uid: str
+    """The Pod's uid: a Pod re-created under the same name is another Pod."""
     port: int
     process: asyncio.subprocess.Process
     state: State = "starting"
     since: float = field(default_factory=time.monotonic)
     address: str = "127.0.0.1"
     """The loopback address this process alone listens on (see ``loopback_address``)."""
+    grace: float = 15.0
+    """Seconds SIGTERM may take before SIGKILL (the Pod's deletion grace period)."""
 
     @property
     def endpoint(self) -> Endpoint:
@@ -209,66 +237,77 @@ SLICE_MANAGER = "dataplane.canarylab.io"
 
 
 class WorkloadRunner:
-    """Starts, rolls and stops demo-app processes to match the desired workloads."""
+    """Keeps one demo-app process per demo-app Pod, as a kubelet keeps a container.
 
-    def __init__(self, log_dir: Path, drain_delay: float = 0.3) -> None:
+    A Pod's process starts when the Pod is scheduled; it is ready when it answers
+    ``/readyz`` on its own address. When the Pod is being deleted the process is drained
+    (taken out of the gateway), then stopped within the Pod's grace period; only then
+    may the Pod's deletion complete (``has_process`` turns False).
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        changed: Callable[[], None] | None = None,
+        drain_delay: float = 0.3,
+    ) -> None:
         self.log_dir = log_dir
+        self._changed = changed or (lambda: None)
+        """Called when a process became ready, failed or stopped."""
         self.drain_delay = drain_delay
         """How long a drained process keeps serving before SIGTERM (requests in HAProxy's
         hands at the moment of the switch still reach it)."""
         self.processes: list[DemoProcess] = []
-        self._backoff: dict[tuple[WorkloadKey, str], float] = {}
+        self._backoff: dict[str, float] = {}
+        """Pod uid → when its process may be started again after a failure."""
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ queries
-    def ready(self) -> dict[WorkloadKey, list[Endpoint]]:
-        out: dict[WorkloadKey, list[Endpoint]] = {}
-        for proc in self.processes:
-            if proc.state == "ready":
-                out.setdefault(proc.key, []).append(proc.endpoint)
-        return out
+    def ready(self) -> dict[str, Endpoint]:
+        """Pod uid → the endpoint of its ready process."""
+        return {p.uid: p.endpoint for p in self.processes if p.state == "ready"}
+
+    def has_process(self, uid: str) -> bool:
+        """Whether a process of this Pod still runs (its deletion must wait)."""
+        return any(p.uid == uid for p in self.processes)
+
+    def in_flux(self) -> bool:
+        """Whether a process is draining or waits out a restart back-off: the caller
+        should look again soon (no event will say so)."""
+        return bool(self._backoff) or any(p.state == "draining" for p in self.processes)
 
     # -------------------------------------------------------------- sync
-    async def sync(self, workloads: Sequence[Workload]) -> None:
-        """Start what is missing and mark for draining what is no longer wanted."""
-        wanted = {w.key: w for w in workloads}
+    async def sync(self, pods: Sequence[DemoPod]) -> None:
+        """Start a process for every live Pod without one; drain those of Pods gone or
+        being deleted."""
+        wanted = {p.uid: p for p in pods if not p.terminating}
+        graces = {p.uid: p.grace for p in pods}
         now = time.monotonic()
         for proc in self.processes:
-            if proc.state in ("starting", "ready") and proc.key not in wanted:
+            if proc.state in ("starting", "ready") and proc.uid not in wanted:
+                proc.grace = min(graces.get(proc.uid, 15.0), 60.0)
                 self._drain(proc, now)
-        for workload in workloads:
-            mine = [p for p in self.processes if p.key == workload.key]
-            current = [
-                p
-                for p in mine
-                if p.revision == workload.revision and p.state in ("starting", "ready")
-            ]
-            current.sort(key=lambda p: p.state != "ready")  # keep ready ones
-            for extra in current[workload.replicas :]:
-                self._drain(extra, now)
-            current = current[: workload.replicas]
-            missing = workload.replicas - len(current)
-            if missing > 0 and self._backoff.get((workload.key, workload.revision), 0) <= now:
-                for _ in range(missing):
-                    await self._start(workload)
-            if sum(p.state == "ready" for p in current) >= workload.replicas:
-                for old in mine:
-                    if old.revision != workload.revision and old.state in ("starting", "ready"):
-                        self._drain(old, now)
+        live = {p.uid for p in self.processes if p.state in ("starting", "ready")}
+        for uid, pod in wanted.items():
+            if uid not in live and self._backoff.get(uid, 0) <= now:
+                self._backoff.pop(uid, None)
+                await self._start(pod)
+        for uid in [u for u in self._backoff if u not in wanted]:
+            del self._backoff[uid]
 
     def _drain(self, proc: DemoProcess, now: float) -> None:
         proc.state = "draining"
         proc.since = now
 
-    async def _start(self, workload: Workload) -> None:
+    async def _start(self, pod: DemoPod) -> None:
         live = [p for p in self.processes if p.process.returncode is None]
         address = loopback_address(p.address for p in live)
         port = _free_port(address, (p.port for p in live))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEMO_")}
-        env.update(dict(workload.env))
+        env.update(dict(pod.env))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        logfile = self.log_dir / f"{workload.namespace}_{workload.name}.log"
+        logfile = self.log_dir / f"{pod.namespace}_{pod.name}.log"
         with logfile.open("ab") as out:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -279,23 +318,23 @@ class WorkloadRunner:
                 "--port",
                 str(port),
                 "--tag",
-                workload.tag,
+                pod.tag,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
             )
-        proc = DemoProcess(workload.key, workload.revision, port, process, address=address)
+        proc = DemoProcess(pod.key, pod.uid, port, process, address=address)
         self.processes.append(proc)
-        log.info("started %s/%s rev %s on %s:%d", *workload.key, workload.revision, address, port)
-        self._spawn(self._await_ready(proc, workload))
+        log.info("started pod %s/%s on %s:%d", *pod.key, address, port)
+        self._spawn(self._await_ready(proc, logfile))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _await_ready(self, proc: DemoProcess, workload: Workload) -> None:
+    async def _await_ready(self, proc: DemoProcess, logfile: Path) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
         url = f"http://{proc.address}:{proc.port}{READY_PATH}"
@@ -305,18 +344,15 @@ class WorkloadRunner:
                 break
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
                 async with self._session.get(url) as response:
-                    if response.status == 200:
+                    if response.status == 200 and proc.state == "starting":
                         proc.state = "ready"
+                        self._changed()
                         return
             await asyncio.sleep(0.05)
         if proc.state == "starting":
-            log.warning(
-                "demo app for %s/%s did not become ready; see %s",
-                *workload.key,
-                self.log_dir / f"{workload.namespace}_{workload.name}.log",
-            )
+            log.warning("demo app of pod %s/%s did not become ready; see %s", *proc.key, logfile)
             proc.state = "failed"
-            self._backoff[(workload.key, workload.revision)] = time.monotonic() + 2.0
+            self._backoff[proc.uid] = time.monotonic() + 2.0
             self._spawn(self._stop(proc))
 
     # -------------------------------------------------------------- stop
@@ -332,7 +368,8 @@ class WorkloadRunner:
                 proc.state = "stopping"
                 self._spawn(self._stop(proc))
 
-    async def _stop(self, proc: DemoProcess, grace: float = 15.0) -> None:
+    async def _stop(self, proc: DemoProcess, grace: float | None = None) -> None:
+        grace = proc.grace if grace is None else grace
         if proc.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.process.terminate()
@@ -344,14 +381,16 @@ class WorkloadRunner:
                 await proc.process.wait()
         if proc in self.processes:
             self.processes.remove(proc)
-        log.info("stopped %s/%s on port %d", *proc.key, proc.port)
+        log.info("stopped pod %s/%s on port %d", *proc.key, proc.port)
+        self._changed()
 
     def reap_exited(self) -> None:
         """Forget processes that died on their own (they are restarted on the next sync)."""
         for proc in list(self.processes):
             if proc.process.returncode is not None and proc.state in ("ready", "draining"):
-                log.warning("demo app %s/%s on port %d exited", *proc.key, proc.port)
+                log.warning("demo app of pod %s/%s on port %d exited", *proc.key, proc.port)
                 self.processes.remove(proc)
+                self._backoff[proc.uid] = time.monotonic() + 1.0
 
     async def close(self) -> None:
         """Stop every process (the data plane is shutting down)."""

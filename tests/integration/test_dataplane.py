@@ -18,7 +18,7 @@ from kubernetes import client
 
 from canarylab.dataplane.routes import sandbox_host
 from canarylab.probe import Probe, ProbeSettings
-from tests.helpers import install_crds
+from tests.helpers import install_crds, wait_for
 from tests.integration.test_dataplane_helpers import (
     APISIX,
     HTTPROUTE,
@@ -26,6 +26,7 @@ from tests.integration.test_dataplane_helpers import (
     assert_served_load,
     backend,
     create_app,
+    demo_deployment,
     servers_with,
     wait_backend,
 )
@@ -398,3 +399,54 @@ def test_routes_without_hosts_serve_plain_http_like_apisix(
     # is never served by a catch-all.
     assert plain_get(f"{gateway}{base}/x", host=sandbox_host("plain", namespace))[0] == 200
     assert plain_get(f"{gateway}{base}/x", host="nothing.nowhere.sandbox")[0] == 404
+
+
+def test_pod_is_not_ready_before_its_process_serves(api_client, namespace, sandbox):
+    """Readiness comes from the process: a demo app that starts listening 4 s late keeps
+    its Pod Running but not Ready (and its Deployment unavailable) until /readyz answers;
+    a deleted Pod is gone only after its process has stopped."""
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    body = demo_deployment("slow", "v1", 1, app="slow", env={"DEMO_START_DELAY_MS": "4000"})
+    apps.create_namespaced_deployment(namespace, body)
+
+    def the_pod() -> Any:
+        found = core.list_namespaced_pod(namespace, label_selector="app=slow").items
+        return found[0] if found else None
+
+    def ready(pod: Any) -> bool:
+        return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
+
+    running = wait_for(
+        lambda: (p := the_pod()) is not None and p.status.phase == "Running" and p,
+        60,
+        what="the Pod Running",
+    )
+    assert not ready(running), "kwok must not make a demo-app Pod Ready on a timer"
+    assert apps.read_namespaced_deployment(
+        namespace=namespace, name="slow"
+    ).status.available_replicas in (None, 0)
+    # The process starts listening 4 s after its start: the Pod becomes Ready after that.
+    served = wait_for(lambda: (p := the_pod()) is not None and ready(p) and p, 60, what="Ready")
+    became_ready = next(c for c in served.status.conditions if c.type == "Ready")
+    assert (became_ready.last_transition_time - served.status.start_time).total_seconds() >= 2
+    wait_for(
+        lambda: (
+            apps.read_namespaced_deployment(
+                namespace=namespace, name="slow"
+            ).status.available_replicas
+            == 1
+        ),
+        30,
+        what="the Deployment available",
+    )
+    # The rollout-finished test (as kubectl rollout status does it) now holds.
+    dep = apps.read_namespaced_deployment(namespace=namespace, name="slow")
+    assert dep.status.updated_replicas == dep.status.replicas == dep.status.available_replicas == 1
+
+    name = served.metadata.name
+    core.delete_namespaced_pod(name, namespace)
+    wait_for(
+        lambda: name not in {p.metadata.name for p in core.list_namespaced_pod(namespace).items},
+        30,
+        what="the deleted Pod removed once its process stopped",
+    )

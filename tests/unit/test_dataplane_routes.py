@@ -14,10 +14,8 @@ from canarylab.dataplane.routes import (
 )
 from canarylab.dataplane.workloads import (
     SLICE_MANAGER,
-    desired_workloads,
     endpoint_slices,
     loopback_address,
-    service_endpoints,
 )
 
 
@@ -246,69 +244,6 @@ def test_quote_keeps_values_literal():
 
 def test_empty_plan_renders():
     assert "default_backend no_route" in render(GatewayPlan(()), 1, "/s")  # type: ignore[arg-type]
-
-
-def demo_deployment(name: str, image: str, labels: dict, replicas: int | None = 2) -> dict:
-    return {
-        "metadata": {"name": name, "namespace": "demo"},
-        "spec": {
-            "replicas": replicas,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": image,
-                            "env": [{"name": "DEMO_MESSAGE", "value": "hi"}],
-                        }
-                    ]
-                },
-            },
-        },
-    }
-
-
-def test_only_demo_image_deployments_become_workloads():
-    workloads = desired_workloads(
-        [
-            demo_deployment("web", "canarylab/demo:v1", {"app": "web"}),
-            demo_deployment("other", "nginx:1.25", {"app": "other"}),
-            demo_deployment("none", "canarylab/demo:v3", {"app": "none"}, replicas=None),
-        ]
-    )
-    assert [(w.name, w.tag, w.replicas) for w in workloads] == [("web", "v1", 2), ("none", "v3", 1)]
-    assert workloads[0].env == (("DEMO_MESSAGE", "hi"),)
-
-
-def test_template_change_changes_revision_but_replicas_do_not():
-    a = desired_workloads([demo_deployment("web", "canarylab/demo:v1", {"app": "web"})])[0]
-    b = desired_workloads([demo_deployment("web", "canarylab/demo:v2", {"app": "web"})])[0]
-    c = desired_workloads([demo_deployment("web", "canarylab/demo:v1", {"app": "web"}, 5)])[0]
-    assert a.revision != b.revision
-    assert a.revision == c.revision
-
-
-def test_services_select_workloads_by_template_labels():
-    workloads = desired_workloads(
-        [
-            demo_deployment("web", "canarylab/demo:v1", {"app": "web", "track": "stable"}),
-            demo_deployment("web-canary", "canarylab/demo:v2", {"app": "web", "track": "canary"}),
-        ]
-    )
-    services = [
-        {"metadata": {"name": "all", "namespace": "demo"}, "spec": {"selector": {"app": "web"}}},
-        {
-            "metadata": {"name": "canary", "namespace": "demo"},
-            "spec": {"selector": {"track": "canary"}},
-        },
-        {"metadata": {"name": "none", "namespace": "demo"}, "spec": {}},
-    ]
-    ready = {("demo", "web"): [("127.0.0.1", 1)], ("demo", "web-canary"): [("127.0.0.1", 2)]}
-    endpoints = service_endpoints(services, workloads, ready)
-    assert endpoints[("demo", "all")] == [("127.0.0.1", 1), ("127.0.0.1", 2)]
-    assert endpoints[("demo", "canary")] == [("127.0.0.1", 2)]
-    assert endpoints[("demo", "none")] == []
 
 
 def test_invalid_regex_skips_only_that_rule():
