@@ -211,6 +211,10 @@ def _reconcile(cluster: Cluster, snap: Snapshot) -> Outcome:
         status.weights.canary if status.weights else None,
         status.canary_ready,
         paused=status.phase == "Paused",
+        phase=status.phase,
+        previous_phase=previous.get("phase"),
+        created=meta.get("creationTimestamp"),
+        moment=moment,
     )
     recheck = decision.recheck_at
     version = getattr(router, "route_version", None)  # routers that report it
