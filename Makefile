@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := haproxy wrk chromium prometheus
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-bad test lint format unit integration chaos venv system-deps sandbox-build sandbox-up sandbox-down clean
+.PHONY: help demo demo-bad test lint format unit integration chaos conformance venv system-deps sandbox-build sandbox-up sandbox-down clean
 
 help:
 	@echo "make demo   - bring the sandbox up and run the main job (see README)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff, ruff format --check, mypy, import-linter"
 	@echo "make unit   - fast tests of pure logic only"
 	@echo "make chaos  - the fault-injection suite (its own pytest session; CI runs it)"
+	@echo "make conformance - build Traefik v3.6.12 (long, once) and check the Gateway API router against it"
 	@echo "make sandbox-build - build the sandbox's Go binaries (once; the targets above need them)"
 
 # constraints.txt pins every distribution of .[dev] (tested by tests/unit/test_packaging.py),
@@ -63,6 +64,14 @@ integration: venv system-deps sandbox-build
 chaos: venv system-deps sandbox-build
 	$(BIN)/pytest -s tests/chaos/test_controller_kills.py tests/chaos/test_invariants.py
 	$(BIN)/pytest -s tests/chaos/test_control_plane_restarts.py
+
+# Gateway API conformance of canarylab's router against a real gateway, Traefik v3.6.12.
+# Not part of `make test`: Traefik's cold build compiles about five times as many Go
+# packages as the control plane (see docs/sandbox.md), which a fresh CI machine cannot
+# add to its budget. Its tests skip inside `make test` until Traefik is built.
+conformance: venv system-deps sandbox-build
+	$(PY) -W ignore::RuntimeWarning:runpy -m canarylab.sandbox.traefik
+	$(BIN)/pytest tests/integration/test_gateway_conformance.py
 
 test: venv system-deps lint sandbox-build
 	$(BIN)/pytest
