@@ -7,10 +7,11 @@ against the parameters cell before the kernel starts, so a bad value is a usage 
 
 - a name the cell does not declare is refused, naming the ones it does;
 - a parameter's type is its annotation when the cell has one (``replicas: int = 2``),
-  else the type of its default: a string default takes the ``-p`` text as it is
-  (``-p version 1.10`` is the string ``"1.10"``, not the float 1.1), a number default takes
-  any number, a bool ``true``/``false``, a list or dict a YAML list or mapping; a ``None``
-  default (or one that is not a literal) takes any YAML value;
+  else the type of its default, or None (``-p lease None``, as papermill reads it): a
+  string default takes the ``-p`` text as it is (``-p version 1.10`` is the string
+  ``"1.10"``, not the float 1.1), a number default takes any number, a bool
+  ``true``/``false``, a list or dict a YAML list or mapping; a ``None`` default (or one
+  that is not a literal) takes any YAML value;
 - ``-r`` passes the text unparsed, so only to a parameter that takes a string;
 - ``-f`` values are YAML already: a string parameter given ``1.10`` there is refused
   with a hint to quote it, since the file's text is gone by then.
@@ -109,11 +110,12 @@ def _split_top(text: str) -> list[str]:
 
 
 def kinds_of_default(default: Any) -> frozenset[str]:
-    """What a parameter without an annotation takes, from its default."""
+    """What a parameter without an annotation takes, from its default: that kind, or None
+    (as papermill reads ``-p lease None``; the runbooks take None as "not set")."""
     kind = kind_of(default)
-    if kind in ("int", "float"):
-        return NUMBER
-    return ANY if kind == "None" else frozenset({kind})
+    if kind == "None":
+        return ANY
+    return (NUMBER if kind in ("int", "float") else frozenset({kind})) | {"None"}
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,10 @@ class Parameter:
         """What it takes, in words (``a string or None``)."""
         if not self.kinds:
             return "any value"
-        if self.kinds == NUMBER:
-            return "a number"
-        order = [k for k in _KIND_WORDS if k in self.kinds]
+        kinds = self.kinds
+        if kinds >= NUMBER:  # an int is a number too
+            kinds = kinds - {"int"}
+        order = [k for k in _KIND_WORDS if k in kinds]
         return " or ".join(_KIND_WORDS[k] for k in order)
 
     def check(self, value: Any, hint: str = "-p") -> Any:

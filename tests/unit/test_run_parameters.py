@@ -36,6 +36,11 @@ def test_a_string_parameter_keeps_the_text() -> None:
     assert given == {"version": "1.10"}
     assert isinstance(given["version"], str)
     assert given_parameters(declared, {}, [("version", "true")], []) == {"version": "true"}
+    # None, as papermill reads it, means "not set" in the runbooks (lease None: no lease)
+    assert given_parameters(declared, {}, [("version", "None"), ("hold", "None")], []) == {
+        "version": None,
+        "hold": None,
+    }
 
 
 def test_typed_parameters_are_read_as_yaml_and_checked() -> None:
@@ -49,9 +54,9 @@ def test_typed_parameters_are_read_as_yaml_and_checked() -> None:
         "dry_run": True,
     }
     for name, value, words in (
-        ("hold", "soon", "hold takes a number, not 'soon'"),
-        ("steps", "5", "steps takes a list, not 5"),
-        ("dry_run", "1", "dry_run takes true or false, not 1"),
+        ("hold", "soon", "hold takes a number or None, not 'soon'"),
+        ("steps", "5", "steps takes a list or None, not 5"),
+        ("dry_run", "1", "dry_run takes true or false or None, not 1"),
         ("gates", "[1]", "gates takes a mapping"),
     ):
         with pytest.raises(click.BadParameter, match=words):
@@ -101,7 +106,7 @@ def test_raw_values_only_for_string_parameters() -> None:
         "version": "[5]",
         "name": "0x10",
     }
-    with pytest.raises(click.BadParameter, match="hold takes a number; -r passes text"):
+    with pytest.raises(click.BadParameter, match="hold takes a number or None; -r passes text"):
         given_parameters(declared, {}, [], [("hold", "30")])
 
 
@@ -116,7 +121,9 @@ def test_a_parameters_file_is_checked_and_overridden_in_papermill_order(tmp_path
         "steps": [5, 50],
     }
     file.write_text("version: 1.10\n")
-    with pytest.raises(click.BadParameter, match=r"version takes a string, not 1\.1 \(quote it"):
+    with pytest.raises(
+        click.BadParameter, match=r"version takes a string or None, not 1\.1 \(quote it"
+    ):
         given_parameters(declared, read_file(file), [], [])
     file.write_text("- 5\n")
     with pytest.raises(click.BadParameter, match="must be a YAML mapping"):
@@ -125,10 +132,10 @@ def test_a_parameters_file_is_checked_and_overridden_in_papermill_order(tmp_path
 
 def test_the_canary_rollout_cell_types() -> None:
     declared = runbook_parameters(ROLLOUT)
-    assert declared["version"].kinds == {"str"}
-    assert declared["steps"].kinds == {"list"}
-    assert declared["hold"].describe() == "a number"
-    assert declared["dry_run"].kinds == {"bool"}
+    assert declared["version"].kinds == {"str", "None"}
+    assert declared["steps"].kinds == {"list", "None"}
+    assert declared["hold"].describe() == "a number or None"
+    assert declared["dry_run"].kinds == {"bool", "None"}
     assert declared["name"].kinds == ANY
 
 
@@ -136,8 +143,8 @@ def test_the_canary_rollout_cell_types() -> None:
     ("args", "words"),
     [
         (["-p", "hols", "300"], "no parameter 'hols'; its parameters: namespace, parent"),
-        (["-p", "steps", "5"], "steps takes a list, not 5"),
-        (["-r", "hold", "30"], "hold takes a number; -r passes text"),
+        (["-p", "steps", "5"], "steps takes a list or None, not 5"),
+        (["-r", "hold", "30"], "hold takes a number or None; -r passes text"),
         (["-f", "missing.yaml"], "does not exist"),
     ],
 )
