@@ -27,6 +27,9 @@ from typing import Any
 from canarylab.model.workload import canary_deployment_name_for, canary_service_name, selects
 from canarylab.operator.cluster import Cluster
 from canarylab.operator.reconcile import Outcome, Snapshot, finalize, reconcile
+from canarylab.routers.apisix import APISIX_ROUTE
+from canarylab.routers.base import Owner, managed_route_name
+from canarylab.routers.gatewayapi import HTTP_ROUTE
 
 Key = tuple[str, str]
 log = logging.getLogger("canarylab.controller")
@@ -44,6 +47,11 @@ sends a burst of status updates (created, scheduled, ready), and one pass after 
 burst sees them all. Changes to the CanaryDeployment itself are not delayed."""
 FINALIZER = "canarylab.io/finalizer"
 """Held on every CanaryDeployment until its route is restored (the name kopf used)."""
+MANAGED_ROUTES = {
+    "apisix": (APISIX_ROUTE.plural, "apisix_managed_routes"),
+    "gatewayAPI": (HTTP_ROUTE.plural, "http_managed_routes"),
+}
+"""Router kind → (route plural, the kopf index of the match routes canaries manage)."""
 
 
 class WorkQueue:
@@ -248,6 +256,8 @@ class Fleet:
             if FINALIZER in finalizers:
                 await self._finalize(key, body)
             return
+        if key not in self._snapped:
+            self._known_absent(key, body)
         self._snapped[key] = asyncio.get_running_loop().time()
         snap = self._snapshot(key, body)
         # before anything exists to clean up (a deletion then waits for our restore),
@@ -284,7 +294,24 @@ class Fleet:
             delay = min(delay, max(0.0, outcome.recheck_in) + LAPSE_SLACK)
         self._poke_in(key, delay)
 
+    def _known_absent(self, key: Key, body: Mapping[str, Any]) -> None:
+        """Before a canary's first pass in this controller: if kopf's index (complete
+        before any handler ran) holds no match route of it, record that route as absent,
+        so clearing the match costs no DELETE answered 404 (one per canary, at every
+        start). Deletion never trusts this (``_finalize``)."""
+        namespace, name = key
+        routers = (body.get("spec") or {}).get("trafficRouter") or {}
+        route = managed_route_name(Owner(name, "", namespace))
+        for kind, (plural, index) in MANAGED_ROUTES.items():
+            managed = self.indexes.get(index)
+            if kind in routers and managed is not None and (namespace, route) not in managed:
+                self.cluster.absent_routes.add((plural, namespace, route))
+
     async def _finalize(self, key: Key, body: Mapping[str, Any]) -> None:
+        namespace, name = key
+        route = managed_route_name(Owner(name, "", namespace))
+        for plural, _ in MANAGED_ROUTES.values():  # deletion always asks the API server
+            self.cluster.absent_routes.discard((plural, namespace, route))
         plain = copy.deepcopy(
             {
                 "metadata": dict(body["metadata"]),

@@ -25,11 +25,12 @@ from canarylab.model.spec import GROUP, PLURAL, VERSION
 from canarylab.model.workload import CANARY_LABEL
 from canarylab.operator import crds
 from canarylab.operator.cluster import Cluster
-from canarylab.operator.fleet import FINALIZER, RESYNC, WORKERS, Fleet
+from canarylab.operator.fleet import FINALIZER, MANAGED_ROUTES, RESYNC, WORKERS, Fleet
 
 __all__ = ["FINALIZER", "RESYNC", "WORKERS", "Fleet", "memo_for"]
 
 log = logging.getLogger("canarylab.controller")
+MANAGED_ROUTES_INDEXES = tuple(index for _, index in MANAGED_ROUTES.values())
 
 
 def memo_for(
@@ -184,13 +185,27 @@ async def services(**kwargs: Any) -> dict[Any, Any]:
     }
 
 
+@kopf.index("apisix.apache.org", "v2", "apisixroutes", labels={CANARY_LABEL: kopf.PRESENT})
+async def apisix_managed_routes(**kwargs: Any) -> dict[Any, Any]:
+    """The match routes canaries manage (labelled), by (namespace, name): a canary's first
+    pass need not DELETE one that does not exist (``Fleet``, ``MANAGED_ROUTES``)."""
+    return {(kwargs["namespace"], kwargs["name"]): True}
+
+
+@kopf.index("gateway.networking.k8s.io", "v1", "httproutes", labels={CANARY_LABEL: kopf.PRESENT})
+async def http_managed_routes(**kwargs: Any) -> dict[Any, Any]:
+    """As ``apisix_managed_routes``, for HTTPRoutes."""
+    return {(kwargs["namespace"], kwargs["name"]): True}
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def _canary_changed(**kwargs: Any) -> None:
     fleet = _fleet(kwargs)
     if (kwargs.get("event") or {}).get("type") == "DELETED":
         fleet.gone(kwargs["namespace"], kwargs["name"])
         return
-    indexes = {k: kwargs[k] for k in ("canaries", "deployments", "services")}
+    names = ("canaries", "deployments", "services", *MANAGED_ROUTES_INDEXES)
+    indexes = {k: kwargs[k] for k in names if k in kwargs}
     fleet.seen(kwargs["body"], indexes)
 
 

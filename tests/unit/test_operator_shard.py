@@ -101,3 +101,45 @@ def test_a_claimed_canary_needs_no_write() -> None:
 
 def test_without_a_parent_only_the_finalizer_is_claimed() -> None:
     assert Cluster.claim_patch({}, "f", None) == {"finalizers": ["f"]}
+
+
+def test_a_first_pass_trusts_the_index_of_managed_routes_only_for_absence() -> None:
+    shard = sharded({})
+    shard.indexes = {"apisix_managed_routes": {("ns", "kept-match"): True}}
+    for name in ("fresh", "kept"):
+        shard._known_absent(("ns", name), {"spec": {"trafficRouter": {"apisix": {"route": "r"}}}})
+    assert shard.cluster.absent_routes == {("apisixroutes", "ns", "fresh-match")}
+
+
+def test_without_the_index_nothing_is_assumed_absent() -> None:
+    shard = sharded({})
+    shard.indexes = {}
+    shard._known_absent(
+        ("ns", "a"), {"spec": {"trafficRouter": {"gatewayAPI": {"httpRoute": "r"}}}}
+    )
+    assert shard.cluster.absent_routes == set()
+
+
+def test_deletion_asks_the_api_server_whatever_the_absent_cache_says() -> None:
+    calls: list[str] = []
+
+    class Recording(FakeCluster):
+        def remove_finalizer(self, *args: Any) -> None:
+            calls.append("finalizer")
+
+    async def scenario() -> None:
+        memo = handlers.memo_for(Recording())  # type: ignore[arg-type]
+        one = memo.fleet
+        one.cluster.absent_routes.add(("apisixroutes", "ns", "a-match"))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(
+                fleet,
+                "finalize",
+                lambda cluster, ns, name, body: calls.append(
+                    f"finalize absent={('apisixroutes', ns, f'{name}-match') in cluster.absent_routes}"
+                ),
+            )
+            await one._finalize(("ns", "a"), {"metadata": {"name": "a", "namespace": "ns"}})
+
+    asyncio.run(scenario())
+    assert calls == ["finalize absent=False", "finalizer"]
