@@ -154,7 +154,7 @@ def test_the_builtin_haproxy_templates_find_the_exporters_series(bench: Bench) -
     seen = feed.traffic()
     share = seen.samples.groupby("version")["requests"].sum()
     print(f"requests by version from Prometheus: {share.to_dict()}")
-    assert share["v2"] / share.sum() == pytest.approx(0.2, abs=0.07)
+    assert share["v2"] / share.sum() == pytest.approx(0.2, abs=0.1)  # weights 80/20, round robin
 
 
 @pytest.mark.parametrize(
