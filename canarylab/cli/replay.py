@@ -69,6 +69,10 @@ def replay(record_dir: Path, html_out: Path | None) -> None:
     verdicts = r.verdicts()
     if not verdicts.empty:
         show(verdicts[list(VERDICT_COLUMNS)])
+    judged = r.metric_queries()
+    if not judged.empty:
+        console.print("metric series the gates judged (from Prometheus):")
+        show(judged)
     incidents = r.incidents()
     if not incidents.empty:
         show(incidents[["time", "kind", "state", "step", "message"]])

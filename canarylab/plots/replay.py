@@ -224,6 +224,42 @@ class Replay:
             )
         return pd.DataFrame(out, columns=columns if not out else None)
 
+    def metric_series(self) -> pd.DataFrame:
+        """Every point of every metric series the gates judged (``evidence: metrics|both``):
+        template, key (``<side>.<what>``), PromQL, series labels, time and value."""
+        columns = ["template", "key", "query", "series", "t", "value"]
+        out = []
+        for e in self.rows_of(Kind.METRICS):
+            for judged in e.get("evidence") or []:
+                for labels, points in (judged.get("series") or {}).items():
+                    for t, value in points:
+                        out.append(
+                            {
+                                "template": judged.get("template"),
+                                "key": judged.get("key"),
+                                "query": judged.get("query"),
+                                "series": labels,
+                                "t": pd.Timestamp(t, unit="s", tz="UTC"),
+                                "value": number_or_nan(value),
+                            }
+                        )
+        return pd.DataFrame(out, columns=columns)
+
+    def metric_queries(self) -> pd.DataFrame:
+        """One row per judged query: its PromQL, series, points and last value (summed)."""
+        points = self.metric_series()
+        if points.empty:
+            return pd.DataFrame(columns=["template", "key", "series", "points", "last", "query"])
+        last = points.sort_values("t").groupby(["template", "key", "query", "series"]).last()
+        grouped = points.groupby(["template", "key", "query"])
+        return pd.DataFrame(
+            {
+                "series": grouped["series"].nunique(),
+                "points": grouped.size(),
+                "last": last.groupby(["template", "key", "query"])["value"].sum(),
+            }
+        ).reset_index()[["template", "key", "series", "points", "last", "query"]]
+
     def incidents(self) -> pd.DataFrame:
         """Extensions, the baseline, probe and lease events, chart problems, failed rollbacks."""
         picked = []

@@ -294,3 +294,41 @@ def test_evidence_settings_that_could_never_decide_are_refused_up_front() -> Non
     feed = evidence_source("both", probe, prometheus="http://p", gates=metric, **kw)
     assert isinstance(feed, MetricsFeed)
     assert feed.probe is probe
+
+
+def test_a_replay_shows_the_judged_series_with_their_promql(tmp_path: Path) -> None:
+    from canarylab.plots import replay as replays
+    from canarylab.record import Recorder
+
+    recorder = Recorder(tmp_path / "record", {"kind": "canary-rollout"})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        values = [[1000 + i, str(5 * i)] for i in range(10)]
+        result = [{"metric": {"server": "demo.web.1"}, "values": values}]
+        return httpx.Response(200, json={"status": "success", "data": {"result": result}})
+
+    gates = g.from_spec({"traffic_share": False, "metric_comparison": True})
+    feed = MetricsFeed(
+        prometheus(handler),
+        templates_for(gates),
+        "demo",
+        "web",
+        "v2",
+        record=lambda kind, fields: recorder.event(kind, **fields),
+        clock=lambda: 1010.0,
+        start=1000.0,
+    )
+    feed.traffic()
+    feed.traffic()
+    recorder.close()
+    r = replays.load(tmp_path / "record")
+    judged = r.metric_queries()
+    assert set(judged["key"]) == {
+        "canary.requests",
+        "canary.failures",
+        "original.requests",
+        "original.failures",
+    }
+    assert (judged["points"] == 10).all()  # the second look added nothing twice
+    assert judged["query"].str.contains("haproxy_server_").all()
+    assert (judged["last"] == 45).all()
