@@ -235,8 +235,9 @@ def apisix_rules(obj: Mapping[str, Any]) -> tuple[list[RouteRule], list[RoutePro
     return rules, problems
 
 
-SUBSET_SEPARATOR = "@"
-"""``<service>@<subset>``: a name no real Service can have (``@`` is not a DNS label character)."""
+SUBSET_SEPARATOR = ":"
+"""``<service>:<subset>``: a name no real Service can have (``:`` is not a DNS label character)
+and HAProxy accepts in a server name."""
 
 
 def subset_service_name(service: str, subset: str) -> str:
@@ -247,7 +248,7 @@ def subset_service_name(service: str, subset: str) -> str:
 def subset_services(
     services: Iterable[Mapping[str, Any]], upstreams: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """A Service-like object per ``ApisixUpstream`` subset, named ``<service>@<subset>``.
+    """A Service-like object per ``ApisixUpstream`` subset, named ``<service>:<subset>``.
 
     APISIX takes a subset's nodes from the Service's endpoints whose pods carry the
     subset's labels, so the stand-in's subset selects what the Service's selector and

@@ -19,8 +19,8 @@ def test_a_subset_selects_what_service_and_labels_both_select() -> None:
     ]
     found = subset_services(SERVICES, [upstream(subsets)])
     assert [(s["metadata"]["name"], s["spec"]["selector"]) for s in found] == [
-        ("web@original", {"app": "web", "canarylab.io/version": "v1"}),
-        ("web@canary", {"app": "web", "canarylab.io/canary": "web"}),
+        ("web:original", {"app": "web", "canarylab.io/version": "v1"}),
+        ("web:canary", {"app": "web", "canarylab.io/canary": "web"}),
     ]
     assert subset_services([], [upstream(subsets)]) == []  # no Service, no endpoints
 
@@ -49,8 +49,8 @@ def test_backends_with_a_subset_name_their_subset() -> None:
     (rule,), problems = apisix_rules(route)
     assert not problems
     assert [(s.name, s.weight) for s in rule.services] == [
-        ("web@original", 95),
-        ("web@canary", 5),
+        ("web:original", 95),
+        ("web:canary", 5),
         ("plain", 100),
     ]
     assert subset_service_name("web", "") == "web"
