@@ -50,7 +50,10 @@ SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S
 
 def writes(api: Any) -> Counter[tuple[str, str, str]]:
     """(verb, resource, subresource) → requests so far, for the counted kinds."""
-    text = api.call_api("/metrics", "GET", _preload_content=False)[0].data.decode()
+    method, url, headers, _body, _files = api.param_serialize(
+        "GET", "/metrics", auth_settings=["BearerToken"]
+    )
+    text = api.call_api(method, url, header_params=headers).read().decode()
     out: Counter[tuple[str, str, str]] = Counter()
     for line in text.splitlines():
         m = SAMPLE.match(line)
