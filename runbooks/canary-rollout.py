@@ -51,6 +51,7 @@ alpha = 0.01  # the whole rollout's false-alarm probability (all steps, all gate
 evidence = "probe"  # or "metrics" (the gateway's, from Prometheus; no probe) or "both"
 prometheus = None  # Prometheus URL for metric gates; None means the sandbox's
 metric_templates = {}  # your PromQL by name: {"requests": ..., "failures": ...} or {"value": ...}
+metric_templates_configmap = None  # or a ConfigMap (in namespace) of such templates, YAML per key
 service = None  # the parent's Service for {original_service} (default: the parent's name)
 probe_target = None  # gateway URL; None means the local sandbox's gateway
 probe_rate = 200  # requests per second
@@ -93,6 +94,7 @@ params = RunbookParameters(
     evidence=evidence,
     prometheus=prometheus,
     metric_templates=metric_templates,
+    metric_templates_configmap=metric_templates_configmap,
     service=service,
 )
 session = RolloutSession(params)

@@ -25,6 +25,7 @@ from canarylab.interrupts import sigterm_as_interrupt
 from canarylab.record import Recorder
 from canarylab.record.events import ExitCode, Outcome, Reason
 from canarylab.record.writer import now
+from canarylab.rollout.manifest import RolloutError
 from canarylab.rollout.plan import Plan, plan_from, resume_point, summary_table
 from canarylab.rollout.resource import Rollout
 from canarylab.rollout.runner import (
@@ -80,6 +81,9 @@ class RunbookParameters:
     """Prometheus URL for metric gates; None: the cluster's (the sandbox's own)."""
     metric_templates: Mapping[str, Any] | None = None
     """User PromQL templates by name (``canarylab.gates.metric.MetricTemplate`` fields)."""
+    metric_templates_configmap: str | None = None
+    """A ConfigMap in ``namespace`` whose keys are template names and values YAML
+    mappings of the same fields; ``metric_templates`` overrides its entries."""
     service: str | None = None
     """The parent's Service, which metric templates query as ``{original_service}``
     (default: the parent's name); the canary's is ``<service>-canary``."""
@@ -247,9 +251,29 @@ class RolloutSession:
             namespace=p.namespace,
             service=p.service or p.parent,
             version=p.version,
-            templates=p.metric_templates,
+            templates={**self._configmap_templates(), **(p.metric_templates or {})},
             record=lambda kind, fields: self.recorder.event(kind, **fields),
         )
+
+    def _configmap_templates(self) -> dict[str, Any]:
+        name = self.params.metric_templates_configmap
+        if not name:
+            return {}
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        from canarylab.rollout.prometheus import configmap_templates
+
+        try:
+            found = client.CoreV1Api(self.kube).read_namespaced_config_map(
+                name, self.params.namespace
+            )
+        except ApiException as err:
+            raise RolloutError(
+                f"cannot read the metric templates' ConfigMap {self.params.namespace}/{name}: "
+                f"{err.status} {err.reason}"
+            ) from None
+        return configmap_templates(dict(found.data or {}))
 
     def _lease(self) -> contextlib.AbstractContextManager[Any]:
         if self.params.lease is None:

@@ -332,3 +332,13 @@ def test_a_replay_shows_the_judged_series_with_their_promql(tmp_path: Path) -> N
     assert (judged["points"] == 10).all()  # the second look added nothing twice
     assert judged["query"].str.contains("haproxy_server_").all()
     assert (judged["last"] == 45).all()
+
+
+def test_configmap_templates_are_yaml_mappings_per_key() -> None:
+    from canarylab.rollout.prometheus import configmap_templates
+
+    data = {"my/errors": 'requests: sum(a{s="{service}"})\nfailures: sum(b{s="{service}"})\n'}
+    found = configmap_templates(data)
+    assert m.MetricTemplate.from_data("my/errors", found["my/errors"]).kind == "counts"
+    with pytest.raises(m.MetricTemplateError, match="YAML mapping"):
+        configmap_templates({"bad": "- a list"})
