@@ -27,8 +27,11 @@ pytestmark = pytest.mark.integration
 
 def served(ctl: ControllerProcess) -> set[tuple[str, str]]:
     """(namespace, name) of every canary this controller's passes reported."""
-    pattern = r'canarylab_canary_weight_desired\{namespace="([^"]+)",name="([^"]+)"\}'
-    return set(re.findall(pattern, ctl.metrics()))
+    found = set()
+    for labels in re.findall(r"^canarylab_canary_weight_desired\{([^}]*)\}", ctl.metrics(), re.M):
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        found.add((pairs["namespace"], pairs["name"]))
+    return found
 
 
 @pytest.fixture
