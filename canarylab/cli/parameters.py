@@ -9,7 +9,8 @@ against the parameters cell before the kernel starts, so a bad value is a usage 
 - a parameter's type is its annotation when the cell has one (``replicas: int = 2``),
   else the type of its default, or None (``-p lease None``, as papermill reads it): a
   string default takes the ``-p`` text as it is (``-p version 1.10`` is the string
-  ``"1.10"``, not the float 1.1), a number default takes any number, a bool
+  ``"1.10"``, not the float 1.1; a YAML-quoted text, ``-p out '"/tmp/x"'``, loses its
+  quotes), a number default takes any number, a bool
   ``true``/``false``, a list or dict a YAML list or mapping; a ``None`` default (or one
   that is not a literal) takes any YAML value;
 - ``-r`` passes the text unparsed, so only to a parameter that takes a string;
@@ -168,6 +169,10 @@ class Parameter:
         if "str" in self.kinds:
             if "None" in self.kinds and raw in ("None", "null", "~"):
                 return None
+            if raw[:1] in ("'", '"'):  # a YAML-quoted string: its value, without the quotes
+                quoted = parse_value(raw)
+                if isinstance(quoted, str):
+                    return quoted
             return raw
         return self.check(parse_value(raw, strict=bool(self.kinds)), "-p")
 

@@ -82,6 +82,10 @@ def test_annotations_win_over_defaults() -> None:
         strict.from_text("2.5")
     name = Parameter.from_cell("name", {"default": "None", "inferred_type_name": "str | None"})
     assert name.from_text("1.10") == "1.10"
+    # a YAML-quoted value (what json.dumps writes for a string) is the string inside
+    assert name.from_text('"/tmp/out dir"') == "/tmp/out dir"
+    assert name.from_text("'1.10'") == "1.10"
+    assert name.from_text('"unterminated') == '"unterminated'
     assert name.from_text("None") is None
 
 
