@@ -34,12 +34,6 @@ pytestmark = [
         not (shutil.which("prometheus") and shutil.which("wrk")),
         reason="needs prometheus and wrk (make system-deps)",
     ),
-    # First run (16:50 UTC, issue 12): `canarylab run` ended before the runbook wrote its
-    # record, cause not yet found; test_metric_gates.py proves the same judgements
-    # against real HAProxy, Prometheus and wrk without the control plane.
-    pytest.mark.xfail(
-        reason="evidence: metrics through `canarylab run` not yet passing", strict=False
-    ),
 ]
 
 GATES = {
