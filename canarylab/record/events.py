@@ -106,6 +106,9 @@ class Reason(StrEnum):
     """The driver's lease lapsed (the controller paused the canary)."""
     INTERRUPTED = "Interrupted"
     """SIGINT or SIGTERM stopped the driver; it rolled back first."""
+    CANARY_NOT_READY = "CanaryNotReady"
+    """The canary's pods were not all Ready within the ready timeout (a crash loop, an
+    image that never starts): it was rolled back before any traffic was sent to it."""
     ROLLOUT_ERROR = "RolloutError"
     """A rollout action failed (a timeout, an API error); see the message."""
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from canarylab.model.lease import FIELD as LEASE_FIELD
 from canarylab.model.lease import MIN_DURATION_S, RENEWALS_PER_DURATION, LeaseSpec
+from canarylab.model.workload import CANARY_LABEL
 from canarylab.record.events import Kind
 from canarylab.rollout import manifest
 from canarylab.rollout import status as st
@@ -441,7 +442,15 @@ class Rollout:
 
     def wait_ready(self, timeout: float = 60) -> RolloutStatus:
         """Wait until every canary replica is ready."""
-        return self._until(lambda s: s.ready and s.observed, timeout, "the canary pods to be ready")
+        return self._until(
+            lambda s: s.ready and s.observed,
+            timeout,
+            "the canary pods to be ready",
+            hint=(
+                f"its pods are not Ready: `kubectl get pods -n {self.namespace} "
+                f"-l {CANARY_LABEL}={self.name}` and `kubectl describe` them"
+            ),
+        )
 
     def wait(self, phase: str | Iterable[str], timeout: float = 60) -> RolloutStatus:
         """Wait until the resource's phase is ``phase`` (or one of several)."""
@@ -595,8 +604,14 @@ class Rollout:
             raise self._api_error(what.replace("_", " "), err) from None
 
     def _until(
-        self, done: Callable[[RolloutStatus], bool], timeout: float, what: str
+        self,
+        done: Callable[[RolloutStatus], bool],
+        timeout: float,
+        what: str,
+        hint: str | None = None,
     ) -> RolloutStatus:
+        """Poll until ``done``; on a timeout say what is missing. ``hint`` replaces the
+        controller hint once the controller has observed the spec (so it is running)."""
         deadline = time.monotonic() + timeout
         while True:
             snap = self.status()
@@ -612,9 +627,10 @@ class Rollout:
                 )
             if time.monotonic() > deadline:
                 problem = f"; {snap.problem}" if snap.problem else ""
+                advice = hint if hint and snap.observed else self.controller_hint
                 raise RolloutError(
                     f"timed out after {timeout:.0f}s waiting for {what} "
-                    f"({snap.brief()}{problem}); {self.controller_hint}"
+                    f"({snap.brief()}{problem}); {advice}"
                 )
             time.sleep(self.poll_s)
 

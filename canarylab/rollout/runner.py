@@ -290,7 +290,10 @@ class _Run:
             if start.create:
                 canary.create(rollout)
             if not start.promoting:
-                rollout.wait_ready(timeout=self.ready_timeout)
+                try:
+                    rollout.wait_ready(timeout=self.ready_timeout)
+                except RolloutError as err:
+                    self._stop(Reason.CANARY_NOT_READY, str(err), index)
                 if status.desired_weight == 0 and self.source is not None:
                     self.baseline = self._measure_baseline()
                 for index in range(start.first_step, len(plan.steps)):

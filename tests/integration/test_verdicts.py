@@ -199,6 +199,10 @@ def assert_rolled_back(
     assert int(last["exit_code"]) == ExitCode.ROLLED_BACK
     assert r.metadata["reason"] == last["reason"]
     assert r.metadata["exit_code"] == ExitCode.ROLLED_BACK
+    if last["reason"] == Reason.CANARY_NOT_READY:
+        # stopped before the first step: the canary never had weight
+        assert not r.rows_of(Kind.STEP), run.describe()
+        return last
     assert int(last["step"]) == 0, run.describe()  # stopped at the first step (25%)
     steps = r.events_of(Kind.STEP)
     assert StepState.PASSED not in set(steps["state"]), run.describe()
@@ -271,12 +275,18 @@ def test_a_canary_that_answers_nothing_in_time_exits_2(
 
 
 @pytest.mark.parametrize(
-    "canary",
+    ("canary", "reasons"),
     [
-        # a bad DEMO_ERROR_RATE makes every demo-app process exit at start: a crash loop
-        {"canary_env": {"DEMO_ERROR_RATE": "never", "DEMO_MESSAGE": CANARY_MESSAGE}},
-        # not a demo-app image: the sandbox starts no process at all for its pods
-        {"image": "registry.example/app:v2"},
+        # a bad DEMO_ERROR_RATE makes every demo-app process exit at start: a crash loop.
+        # Its pods are Ready only when their process serves, so they never are, and the
+        # run stops before any traffic is sent to the canary.
+        (
+            {"canary_env": {"DEMO_ERROR_RATE": "never", "DEMO_MESSAGE": CANARY_MESSAGE}},
+            (Reason.CANARY_NOT_READY,),
+        ),
+        # not a demo-app image: kwok reports its pods Ready on a timer but the sandbox
+        # starts no process for them, so only the traffic can tell
+        ({"image": "registry.example/app:v2"}, (Reason.NO_CANARY_TRAFFIC, Reason.GATE_FAILED)),
     ],
     ids=["crash-loop", "no-process"],
 )
@@ -288,23 +298,21 @@ def test_a_canary_whose_processes_never_serve_exits_2(
     parent: dict[str, Any],
     tmp_path: Path,
     canary: dict[str, Any],
+    reasons: tuple[Reason, ...],
 ) -> None:
-    # kwok reports the canary's pods ready either way: only the traffic can tell
     run = run_cli(runbook_parameters(sandbox, namespace, tmp_path, **canary), tmp_path)
-    last = assert_rolled_back(
-        api_client,
-        sandbox,
-        namespace,
-        run,
-        parent,
-        (Reason.NO_CANARY_TRAFFIC, Reason.GATE_FAILED),
-    )
+    last = assert_rolled_back(api_client, sandbox, namespace, run, parent, reasons)
     r = run.record
     assert "v2" not in set(r.samples["version"])
-    verdicts = r.events_of(Kind.VERDICT)
-    failed = verdicts[verdicts["outcome"] == "fail"]
-    assert len(failed) >= 1, run.describe()
-    print(f"never-serving canary: {last['reason']}: {failed.iloc[0]['message']}")
+    if last["reason"] == Reason.CANARY_NOT_READY:
+        # stopped before the first step: the canary never had weight
+        assert "the canary pods to be ready" in str(last["message"]), run.describe()
+        print(f"never-serving canary: {last['reason']}: {last['message']}")
+    else:
+        verdicts = r.events_of(Kind.VERDICT)
+        failed = verdicts[verdicts["outcome"] == "fail"]
+        assert len(failed) >= 1, run.describe()
+        print(f"never-serving canary: {last['reason']}: {failed.iloc[0]['message']}")
     assert_exit_code(run, ExitCode.ROLLED_BACK)
 
 
