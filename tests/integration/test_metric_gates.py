@@ -124,7 +124,7 @@ def bench(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Bench]:
 
 
 def judge_until_decided(
-    feed: MetricsFeed, gate: g.Gate, timeout: float = 90
+    feed: MetricsFeed, gate: g.Gate, timeout: float = 180
 ) -> tuple[g.Verdict, float]:
     t0 = time.monotonic()
     window = g.Window(canary="v2", original="v1")
@@ -145,6 +145,18 @@ def test_the_builtin_haproxy_templates_find_the_exporters_series(bench: Bench) -
         60,
         interval=1,
         what="every built-in HAProxy query to return series",
+    )
+
+    # series appear with the first scrape, counts a scrape or two later: wait for traffic
+    def counted() -> float:
+        samples = feed.traffic().samples
+        return float(samples["requests"].sum()) if "requests" in samples else 0.0
+
+    wait_for(
+        lambda: counted() >= 200,
+        60,
+        interval=1,
+        what="Prometheus to count 200 requests",
     )
     evidence = feed.evidence()
     counts = evidence["haproxy/request-success-rate"].queries
